@@ -1,0 +1,168 @@
+"""AH, the Authentication Header (RFC 4302).
+
+AH authenticates the whole packet, including the IP header, but encrypts nothing. Fields
+that routers change on the way (IPv4 TOS, flags and fragment offset, TTL, checksum,
+mutable options; IPv6 traffic class, flow label, hop limit, options marked as changing
+en route) count as zero for the ICV (RFC 4302 §3.3.3.1, Appendix A). That is also why AH
+cannot cross a NAT: the addresses it protects are the ones a NAT rewrites.
+
+On the wire (§2)::
+
+    Next Header (1) | Payload Len (1) | Reserved (2) | SPI (4) | Sequence Number (4) | ICV
+"""
+
+from __future__ import annotations
+
+import hmac
+import struct
+
+from ipseclab.ipsec import ip
+from ipseclab.ipsec.esp import inner_packet
+from ipseclab.ipsec.replay import ReplayVerdict
+from ipseclab.ipsec.sa import Mode, SecurityAssociation
+from ipseclab.ipsec.verdict import ProtectError, SequenceOverflow, Status, Unprotected
+
+_AH = struct.Struct("!BBHII")
+_HI = struct.Struct("!I")
+
+# RFC 4302 Appendix A.1: IPv4 options that do not change in transit.
+_IMMUTABLE_V4_OPTIONS = frozenset({0, 1, 130, 133, 134, 148, 149})
+
+
+def icv_field_size(sa: SecurityAssociation) -> int:
+    """The ICV field: the ICV padded to 32 bits (IPv4) or 64 bits (IPv6), RFC 4302 §2.6."""
+    align = 4 if sa.family == 4 else 8
+    return sa.icv_size + (-(12 + sa.icv_size) % align)
+
+
+def zero_mutable(header: bytes) -> bytes:
+    """The IP header (with extension headers) as the ICV sees it (RFC 4302 §3.3.3.1)."""
+    h = bytearray(header)
+    if h[0] >> 4 == 4:
+        h[1] = 0  # TOS
+        h[6:9] = b"\x00\x00\x00"  # flags, fragment offset, TTL
+        h[10:12] = b"\x00\x00"  # header checksum
+        i = 20
+        while i < len(h):
+            kind = h[i]
+            if kind == 0:
+                break
+            if kind == 1:
+                i += 1
+                continue
+            length = h[i + 1] if i + 1 < len(h) else 0
+            if length < 2:
+                break
+            if kind not in _IMMUTABLE_V4_OPTIONS:
+                h[i : i + length] = bytes(min(length, len(h) - i))
+            i += length
+        return bytes(h)
+    h[0] &= 0xF0  # traffic class (high nibble part) ...
+    h[1:4] = b"\x00\x00\x00"  # ... rest of the traffic class and the flow label
+    h[7] = 0  # hop limit
+    nh, offset = h[6], 40
+    while offset < len(h):
+        length = 8 if nh == ip.PROTO_FRAGMENT else (h[offset + 1] + 1) * 8
+        if nh in (ip.PROTO_HOPOPTS, ip.PROTO_DSTOPTS):
+            i, end = offset + 2, min(offset + length, len(h))
+            while i < end:
+                kind = h[i]
+                if kind == 0:  # Pad1
+                    i += 1
+                    continue
+                size = h[i + 1] if i + 1 < end else 0
+                if kind & 0x20:  # RFC 8200 §4.2: option data may change en route
+                    h[i + 2 : i + 2 + size] = bytes(size)
+                i += 2 + size
+        nh, offset = h[offset], offset + length
+    return bytes(h)
+
+
+def _icv(sa: SecurityAssociation, header: bytes, ah_zeroed: bytes, payload: bytes,
+         seq: int) -> bytes:
+    data = zero_mutable(header) + ah_zeroed + payload
+    if sa.esn:  # RFC 4302 §2.5.1: the high bits are covered, not sent
+        data += _HI.pack(seq >> 32)
+    return sa.mac.compute(data)
+
+
+def _build(sa: SecurityAssociation, header: ip.IPHeader, next_header: int,
+           payload: bytes) -> bytes:
+    seq = sa.seq + 1
+    if seq >= (1 << 64 if sa.esn else 1 << 32):
+        raise SequenceOverflow(f"{sa.name}: sequence number space exhausted; rekey the SA")
+    sa.seq = seq
+    field = icv_field_size(sa)
+    ah_zeroed = _AH.pack(next_header, (12 + field) // 4 - 2, 0, sa.spi,
+                         seq & 0xFFFFFFFF) + bytes(field)
+    template = ip.with_payload(header, ip.PROTO_AH, ah_zeroed + payload)
+    hdr_len = header.header_length
+    icv = _icv(sa, template[:hdr_len], ah_zeroed, payload, seq)
+    return template[: hdr_len + 12] + icv + bytes(field - len(icv)) + payload
+
+
+def encapsulate(sa: SecurityAssociation, packet: bytes) -> bytes:
+    """Protect a whole IP packet with AH and return the packet that goes on the wire."""
+    if sa.mode is Mode.TUNNEL:
+        nh = ip.PROTO_IPV4 if packet[0] >> 4 == 4 else ip.PROTO_IPV6
+        sa.ident = (sa.ident + 1) & 0xFFFF
+        outer = ip.parse_header(ip.ip_header(sa.src, sa.dst, nh, 0, ident=sa.ident))
+        return _build(sa, outer, nh, packet)
+    hdr = ip.parse_header(packet)
+    if hdr.version == 4 and (packet[6] & 0x3F or packet[7]):
+        raise ProtectError("transport mode cannot protect an IPv4 fragment (RFC 4301 §7)")
+    return _build(sa, hdr, hdr.next_header, packet[hdr.header_length : hdr.total_length])
+
+
+def parse_ah(packet: bytes) -> tuple[ip.IPHeader, int, int, int, int]:
+    """(outer header, next header, SPI, sequence number, AH length) of an AH packet."""
+    hdr = ip.parse_header(packet)
+    if hdr.next_header != ip.PROTO_AH:
+        raise ip.MalformedIP(f"next header is {hdr.next_header}, not AH")
+    start = hdr.header_length
+    if hdr.total_length < start + 12:
+        raise ip.MalformedIP("AH header truncated")
+    nh, plen, _, spi, seq = _AH.unpack_from(packet, start)
+    length = (plen + 2) * 4
+    if length < 12 or start + length > hdr.total_length:
+        raise ip.MalformedIP("AH payload length is inconsistent")
+    return hdr, nh, spi, seq, length
+
+
+def decapsulate(sa: SecurityAssociation, packet: bytes) -> Unprotected:
+    """Check AH on a whole IP packet (RFC 4302 §3.4) and strip it. Never raises."""
+    counters = sa.counters
+    try:
+        hdr, nh, spi, seq32, length = parse_ah(packet)
+    except ip.MalformedIP as exc:
+        counters.malformed += 1
+        return Unprotected(Status.MALFORMED, detail=str(exc))
+    if length != 12 + icv_field_size(sa):
+        counters.malformed += 1
+        return Unprotected(Status.MALFORMED, spi, detail="AH length does not fit the SA's ICV")
+    check = sa.replay.check(seq32)
+    if check.verdict is not ReplayVerdict.OK:
+        too_old = check.verdict is ReplayVerdict.TOO_OLD
+        if too_old:
+            counters.too_old += 1
+        else:
+            counters.replay += 1
+        return Unprotected(Status.TOO_OLD if too_old else Status.REPLAY, spi, check.seq64, sa=sa)
+    seq = check.seq64
+    start = hdr.header_length
+    ah = packet[start : start + length]
+    payload = packet[start + length : hdr.total_length]
+    ah_zeroed = ah[:12] + bytes(length - 12)
+    icv = _icv(sa, hdr.header, ah_zeroed, payload, seq)
+    if not hmac.compare_digest(icv, ah[12 : 12 + sa.icv_size]):
+        counters.auth_failed += 1
+        return Unprotected(Status.AUTH_FAILED, spi, seq, sa=sa, detail="ICV mismatch")
+    sa.replay.update(seq)
+    result = Unprotected(Status.OK, spi, seq, nh, payload, sa=sa)
+    if nh == ip.PROTO_NONE:
+        counters.dummy += 1
+        result.status = Status.DUMMY
+        return result
+    counters.packets += 1
+    counters.bytes += len(payload)
+    return inner_packet(sa, result, hdr)

@@ -1,0 +1,210 @@
+"""ESP, the Encapsulating Security Payload (RFC 4303).
+
+On the wire (RFC 4303 §2)::
+
+    SPI (4) | Sequence Number (4) | IV | encrypted: payload, TFC pad, padding,
+    pad length (1), next header (1) | ICV
+
+Two levels of API:
+
+* :func:`protect` / :func:`unprotect` turn a payload into the ESP datagram (from the SPI
+  to the ICV) and back. A gateway sends that datagram with a raw socket (IP protocol 50)
+  or a UDP socket (RFC 3948) and lets the kernel build the outer IP header.
+* :func:`encapsulate` / :func:`decapsulate` work on whole IP packets, applying transport
+  or tunnel mode (RFC 4303 §3.1); captures and notebooks use these.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+from ipseclab.errors import AuthenticationFailed
+from ipseclab.ipsec import ip
+from ipseclab.ipsec.replay import ReplayVerdict
+from ipseclab.ipsec.sa import Mode, SecurityAssociation
+from ipseclab.ipsec.udpencap import udp_header
+from ipseclab.ipsec.verdict import ProtectError, SequenceOverflow, Status, Unprotected
+
+_HEADER = struct.Struct("!II")
+_HI = struct.Struct("!I")
+# RFC 4303 §2.4: the padding bytes are 1, 2, 3, ... unless the algorithm says otherwise.
+_PADDING = [bytes(range(1, n + 1)) for n in range(256)]
+
+
+def _esn_aad(header: bytes, seq: int, esn: bool) -> bytes:
+    """RFC 4106 §5: AAD is SPI || seq, or SPI || seq high || seq low with ESN."""
+    if esn:
+        return header[:4] + _HI.pack(seq >> 32) + header[4:]
+    return header
+
+
+def protect(sa: SecurityAssociation, next_header: int, payload: bytes) -> bytes:
+    """Build the ESP datagram for one payload, advancing the SA's sequence number."""
+    seq = sa.seq + 1
+    if seq >= (1 << 64 if sa.esn else 1 << 32):
+        raise SequenceOverflow(f"{sa.name}: sequence number space exhausted; rekey the SA")
+    sa.seq = seq
+    enc = sa.encryption
+    if sa.tfc_padding and sa.mode is Mode.TUNNEL and len(payload) < sa.tfc_padding:
+        # RFC 4303 §2.7: the receiver finds the end of the inner packet from its own header.
+        payload += bytes(sa.tfc_padding - len(payload))
+    pad = -(len(payload) + 2) % enc.block_size
+    plaintext = payload + _PADDING[pad] + bytes((pad, next_header))
+    header = _HEADER.pack(sa.spi, seq & 0xFFFFFFFF)
+    iv = seq.to_bytes(8, "big") if enc.counter_iv else os.urandom(enc.iv_size)
+    if enc.aead:
+        return header + iv + sa.cipher.encrypt(iv, plaintext, _esn_aad(header, seq, sa.esn))
+    body = header + iv + sa.cipher.encrypt(iv, plaintext, b"")
+    if sa.mac is None:
+        return body
+    # RFC 4303 §2.2.1: with ESN the high 32 bits are covered by the ICV but not sent.
+    return body + sa.mac.compute(body + _HI.pack(seq >> 32) if sa.esn else body)
+
+
+def unprotect(sa: SecurityAssociation, datagram: bytes) -> Unprotected:
+    """Check and decrypt one ESP datagram (RFC 4303 §3.4): replay, ICV, decrypt, padding.
+
+    The ICV is checked before anything is decrypted, and the replay window moves only
+    after the ICV verified (§3.4.3). Every outcome is a verdict; nothing raises.
+    """
+    counters = sa.counters
+    enc = sa.encryption
+    iv_size = enc.iv_size
+    if len(datagram) < 8 + iv_size + sa.icv_size + 2:
+        counters.malformed += 1
+        return Unprotected(Status.MALFORMED, detail="shorter than ESP header, IV and ICV")
+    spi, seq32 = _HEADER.unpack_from(datagram)
+    check = sa.replay.check(seq32)
+    if check.verdict is not ReplayVerdict.OK:
+        if check.verdict is ReplayVerdict.TOO_OLD:
+            counters.too_old += 1
+            return Unprotected(Status.TOO_OLD, spi, check.seq64, sa=sa)
+        counters.replay += 1
+        return Unprotected(Status.REPLAY, spi, check.seq64, sa=sa)
+    seq = check.seq64
+    iv = datagram[8 : 8 + iv_size]
+    try:
+        if enc.aead:
+            plaintext = sa.cipher.decrypt(iv, datagram[8 + iv_size :],
+                                          _esn_aad(datagram[:8], seq, sa.esn))
+        else:
+            if sa.mac is not None:
+                body, icv = datagram[: -sa.icv_size], datagram[-sa.icv_size :]
+                if not sa.mac.verify(body + _HI.pack(seq >> 32) if sa.esn else body, icv):
+                    raise AuthenticationFailed("ICV mismatch")
+            else:
+                body = datagram
+            ciphertext = body[8 + iv_size :]
+            if len(ciphertext) % enc.block_size:
+                counters.malformed += 1
+                return Unprotected(Status.MALFORMED, spi, seq, sa=sa,
+                                   detail=f"ciphertext not a multiple of {enc.block_size}")
+            plaintext = sa.cipher.decrypt(iv, ciphertext, b"")
+    except AuthenticationFailed as exc:
+        counters.auth_failed += 1
+        return Unprotected(Status.AUTH_FAILED, spi, seq, sa=sa, detail=str(exc))
+    sa.replay.update(seq)
+    pad, next_header = plaintext[-2], plaintext[-1]
+    end = len(plaintext) - 2 - pad
+    if end < 0 or plaintext[end:-2] != _PADDING[pad]:
+        counters.bad_padding += 1
+        return Unprotected(Status.BAD_PADDING, spi, seq, next_header, sa=sa,
+                           detail="padding is not 1, 2, 3, ... (RFC 4303 §2.4)")
+    payload = plaintext[:end]
+    if next_header == ip.PROTO_NONE:
+        counters.dummy += 1
+        return Unprotected(Status.DUMMY, spi, seq, next_header, payload, sa=sa)
+    counters.packets += 1
+    counters.bytes += len(payload)
+    return Unprotected(Status.OK, spi, seq, next_header, payload, sa=sa)
+
+
+def outbound(sa: SecurityAssociation, packet: bytes) -> bytes:
+    """The ESP datagram for an IP packet, by the SA's mode (RFC 4303 §3.1)."""
+    if sa.mode is Mode.TUNNEL:
+        return protect(sa, ip.PROTO_IPV4 if packet[0] >> 4 == 4 else ip.PROTO_IPV6, packet)
+    hdr = _transport_header(packet)
+    return protect(sa, hdr.next_header, packet[hdr.header_length : hdr.total_length])
+
+
+def _transport_header(packet: bytes) -> ip.IPHeader:
+    hdr = ip.parse_header(packet)
+    if hdr.version == 4 and (packet[6] & 0x3F or packet[7]):
+        raise ProtectError("transport mode cannot protect an IPv4 fragment (RFC 4301 §7)")
+    return hdr
+
+
+def encapsulate(sa: SecurityAssociation, packet: bytes) -> bytes:
+    """Protect a whole IP packet and return the IP packet that goes on the wire."""
+    if sa.mode is Mode.TUNNEL:
+        datagram = outbound(sa, packet)
+        df = packet[0] >> 4 == 4 and bool(packet[6] & 0x40)
+        sa.ident = (sa.ident + 1) & 0xFFFF
+        return outer_packet(sa, datagram, tos=ip.traffic_class(packet), df=df)
+    hdr = _transport_header(packet)
+    datagram = protect(sa, hdr.next_header, packet[hdr.header_length : hdr.total_length])
+    if sa.encap is not None:
+        return ip.with_payload(hdr, ip.PROTO_UDP,
+                               udp_header(sa.encap.sport, sa.encap.dport, datagram, hdr.src,
+                                          hdr.dst) + datagram)
+    return ip.with_payload(hdr, ip.PROTO_ESP, datagram)
+
+
+def outer_packet(sa: SecurityAssociation, datagram: bytes, *, tos: int = 0,
+                 df: bool = False) -> bytes:
+    """Wrap an ESP datagram in the SA's outer IP header, in UDP when the SA says so."""
+    if sa.encap is not None:
+        datagram = udp_header(sa.encap.sport, sa.encap.dport, datagram, sa.src,
+                              sa.dst) + datagram
+        proto = ip.PROTO_UDP
+    else:
+        proto = ip.PROTO_ESP
+    return ip.ip_header(sa.src, sa.dst, proto, len(datagram), tos=tos, ident=sa.ident,
+                        df=df) + datagram
+
+
+def inner_packet(sa: SecurityAssociation, result: Unprotected,
+                 outer: ip.IPHeader | None) -> Unprotected:
+    """Turn an unprotected payload into the IP packet the receiver delivers.
+
+    Tunnel mode: the payload is the inner packet; anything after its own length is TFC
+    padding. Transport mode: the original packet is the outer header (``outer``, or a
+    fresh one from the SA's addresses) with the next header put back (RFC 4303 §3.1.1).
+    """
+    payload = result.payload
+    if sa.mode is Mode.TUNNEL:
+        if result.next_header not in (ip.PROTO_IPV4, ip.PROTO_IPV6):
+            result.status = Status.MALFORMED
+            result.detail = f"tunnel mode SA, but next header is {result.next_header}"
+            return result
+        try:
+            hdr = ip.parse_header(payload)
+        except ip.MalformedIP as exc:
+            result.status = Status.MALFORMED
+            result.detail = f"inner packet: {exc}"
+            return result
+        result.inner = payload[: hdr.total_length]
+        return result
+    if outer is None:
+        fresh = ip.ip_header(sa.src, sa.dst, result.next_header, len(payload))
+        outer = ip.parse_header(fresh + payload)
+    packet = ip.with_payload(outer, result.next_header, payload)
+    if sa.encap is not None:
+        packet = ip.fix_transport_checksum(packet)
+    result.inner = packet
+    return result
+
+
+def decapsulate(sa: SecurityAssociation, packet: bytes) -> Unprotected:
+    """Check and strip ESP from a whole IP packet (ESP directly in IP, or in UDP)."""
+    try:
+        hdr = ip.parse_header(packet)
+    except ip.MalformedIP as exc:
+        sa.counters.malformed += 1
+        return Unprotected(Status.MALFORMED, detail=str(exc))
+    start = hdr.header_length + (8 if hdr.next_header == ip.PROTO_UDP else 0)
+    result = unprotect(sa, packet[start : hdr.total_length])
+    if result.status is not Status.OK:
+        return result
+    return inner_packet(sa, result, hdr)

@@ -1,0 +1,186 @@
+"""Just enough IPv4/IPv6 header handling for ESP and AH, without Scapy.
+
+The IPsec core only needs to find where the upper-layer payload starts, to insert an
+ESP or AH header there (transport mode, RFC 4303 §3.1.1, RFC 4302 §3.1.1), to build an
+outer header (tunnel mode, RFC 4301 §5.1.2) and to fix lengths and checksums.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+PROTO_HOPOPTS = 0
+PROTO_ICMP = 1
+PROTO_IPV4 = 4
+PROTO_TCP = 6
+PROTO_UDP = 17
+PROTO_IPV6 = 41
+PROTO_ROUTING = 43
+PROTO_FRAGMENT = 44
+PROTO_ESP = 50
+PROTO_AH = 51
+PROTO_ICMPV6 = 58
+PROTO_NONE = 59
+PROTO_DSTOPTS = 60
+
+IPV6_EXTENSIONS = frozenset({PROTO_HOPOPTS, PROTO_ROUTING, PROTO_FRAGMENT, PROTO_DSTOPTS})
+
+IPAddress = IPv4Address | IPv6Address
+
+_IPV4 = struct.Struct("!BBHHHBBH4s4s")
+_IPV6 = struct.Struct("!IHBB16s16s")
+
+
+class MalformedIP(ValueError):
+    """Bytes that are not a usable IP packet."""
+
+
+def checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071): one's complement of the one's complement sum."""
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def as_address(value: str | bytes | IPAddress) -> IPAddress:
+    if isinstance(value, IPv4Address | IPv6Address):
+        return value
+    return ip_address(value)
+
+
+@dataclass(slots=True)
+class IPHeader:
+    """The parts of an IP header ESP and AH care about.
+
+    ``header`` is every byte in front of the upper-layer payload that stays in front of an
+    ESP/AH header in transport mode: the IPv4 header with options, or the IPv6 header with
+    the Hop-by-Hop, Routing and Fragment headers (RFC 4303 §3.1.1). ``next_header`` is the
+    protocol that follows them and ``nh_offset`` where that value sits inside ``header``,
+    so it can be replaced by 50 or 51.
+    """
+
+    version: int
+    src: IPAddress
+    dst: IPAddress
+    header: bytes
+    next_header: int
+    nh_offset: int
+    total_length: int
+
+    @property
+    def header_length(self) -> int:
+        return len(self.header)
+
+
+def parse_header(packet: bytes) -> IPHeader:
+    """Split an IP packet into the header kept in transport mode and the rest."""
+    if not packet:
+        raise MalformedIP("empty packet")
+    version = packet[0] >> 4
+    if version == 4:
+        if len(packet) < 20:
+            raise MalformedIP("IPv4 header truncated")
+        ihl = (packet[0] & 0x0F) * 4
+        total = struct.unpack_from("!H", packet, 2)[0]
+        if ihl < 20 or total < ihl or len(packet) < total:
+            raise MalformedIP("IPv4 header length or total length is inconsistent")
+        return IPHeader(4, IPv4Address(packet[12:16]), IPv4Address(packet[16:20]),
+                        bytes(packet[:ihl]), packet[9], 9, total)
+    if version == 6:
+        if len(packet) < 40:
+            raise MalformedIP("IPv6 header truncated")
+        total = 40 + struct.unpack_from("!H", packet, 4)[0]
+        if len(packet) < total:
+            raise MalformedIP("IPv6 payload length beyond the packet")
+        nh, nh_offset, offset = packet[6], 6, 40
+        # ESP/AH go after Hop-by-Hop, Routing and Fragment headers; Destination Options
+        # may go either side, and we leave them inside (protected) as Linux does.
+        while nh in (PROTO_HOPOPTS, PROTO_ROUTING, PROTO_FRAGMENT):
+            if offset + 8 > total:
+                raise MalformedIP("IPv6 extension header truncated")
+            length = 8 if nh == PROTO_FRAGMENT else (packet[offset + 1] + 1) * 8
+            nh, nh_offset, offset = packet[offset], offset, offset + length
+        if offset > total:
+            raise MalformedIP("IPv6 extension header truncated")
+        return IPHeader(6, IPv6Address(packet[8:24]), IPv6Address(packet[24:40]),
+                        bytes(packet[:offset]), nh, nh_offset, total)
+    raise MalformedIP(f"IP version {version}")
+
+
+def with_payload(hdr: IPHeader, next_header: int, payload: bytes) -> bytes:
+    """Rebuild a packet from a kept header, a new next-header value and a new payload."""
+    h = bytearray(hdr.header)
+    h[hdr.nh_offset] = next_header
+    if hdr.version == 4:
+        struct.pack_into("!H", h, 2, len(h) + len(payload))
+        h[10:12] = b"\x00\x00"
+        struct.pack_into("!H", h, 10, checksum(bytes(h)))
+    else:
+        struct.pack_into("!H", h, 4, len(h) - 40 + len(payload))
+    return bytes(h) + payload
+
+
+def ipv4_header(src: IPv4Address, dst: IPv4Address, proto: int, payload_length: int, *,
+                tos: int = 0, ttl: int = 64, ident: int = 0, df: bool = False) -> bytes:
+    """A 20-octet IPv4 header with a correct checksum (RFC 791)."""
+    hdr = _IPV4.pack(0x45, tos, 20 + payload_length, ident & 0xFFFF, 0x4000 if df else 0,
+                     ttl, proto, 0, src.packed, dst.packed)
+    return hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
+
+
+def ipv6_header(src: IPv6Address, dst: IPv6Address, next_header: int, payload_length: int, *,
+                traffic_class: int = 0, flow_label: int = 0, hop_limit: int = 64) -> bytes:
+    """A 40-octet IPv6 header (RFC 8200 §3)."""
+    first = (6 << 28) | ((traffic_class & 0xFF) << 20) | (flow_label & 0xFFFFF)
+    return _IPV6.pack(first, payload_length, next_header, hop_limit, src.packed, dst.packed)
+
+
+def ip_header(src: IPAddress, dst: IPAddress, proto: int, payload_length: int, *,
+              tos: int = 0, ttl: int = 64, ident: int = 0, df: bool = False) -> bytes:
+    """An outer header of the right family for ``src`` and ``dst``."""
+    if src.version != dst.version:
+        raise ValueError(f"address families differ: {src} and {dst}")
+    if src.version == 4:
+        return ipv4_header(src, dst, proto, payload_length, tos=tos, ttl=ttl, ident=ident, df=df)
+    return ipv6_header(src, dst, proto, payload_length, traffic_class=tos, hop_limit=ttl)
+
+
+def traffic_class(packet: bytes) -> int:
+    """The DS field and ECN bits (IPv4 TOS, IPv6 Traffic Class) of a packet."""
+    if packet[0] >> 4 == 4:
+        return packet[1]
+    return ((packet[0] & 0x0F) << 4) | (packet[1] >> 4)
+
+
+def pseudo_header(src: IPAddress, dst: IPAddress, proto: int, length: int) -> bytes:
+    """The pseudo-header of TCP/UDP checksums (RFC 793 §3.1, RFC 8200 §8.1)."""
+    if src.version == 4:
+        return src.packed + dst.packed + struct.pack("!BBH", 0, proto, length)
+    return src.packed + dst.packed + struct.pack("!IxxxB", length, proto)
+
+
+def fix_transport_checksum(packet: bytes) -> bytes:
+    """Recompute the TCP or UDP checksum of a whole IP packet.
+
+    Transport mode behind a NAT needs this (RFC 3948 §3.1.2): the NAT rewrote the outer
+    addresses, which are also this packet's addresses, so the checksum the sender computed
+    over its own addresses no longer fits.
+    """
+    hdr = parse_header(packet)
+    if hdr.next_header not in (PROTO_TCP, PROTO_UDP):
+        return packet
+    seg = bytearray(packet[hdr.header_length : hdr.total_length])
+    off = 16 if hdr.next_header == PROTO_TCP else 6
+    if len(seg) < off + 2:
+        return packet
+    seg[off : off + 2] = b"\x00\x00"
+    value = checksum(pseudo_header(hdr.src, hdr.dst, hdr.next_header, len(seg)) + bytes(seg))
+    if hdr.next_header == PROTO_UDP and value == 0:
+        value = 0xFFFF
+    struct.pack_into("!H", seg, off, value)
+    return hdr.header + bytes(seg)
