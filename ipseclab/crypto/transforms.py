@@ -348,7 +348,10 @@ class IntegrityAlgorithm:
         Linux's plain ``auth 'hmac(sha256)'`` truncates to 96 bits, not the 128 of
         RFC 4868; such an SA only talks to peers configured the same way.
         """
-        if icv_bits % 8 or not 32 <= icv_bits <= self.key_size * 8 * 4:
+        # Every MAC here outputs as many bits as its key has: HMAC keys are digest-sized
+        # (RFC 4868 §2.1.1), the AES MACs have 128-bit keys and blocks. A longer ICV than
+        # the MAC output would be cut short by compute() and never verify.
+        if icv_bits % 8 or not 32 <= icv_bits <= self.key_size * 8:
             raise ConfigError(f"ICV length {icv_bits} bits is not usable with {self.keyword}")
         if icv_bits == self.icv_size * 8:
             return self

@@ -26,6 +26,7 @@ class Status(StrEnum):
     NO_SA = "no_sa"
     POLICY_MISMATCH = "policy_mismatch"
     EXPIRED = "expired"
+    UNVERIFIED = "unverified"  # AH read without its key: readable, but nothing was checked
 
     def __str__(self) -> str:
         return self.value

@@ -1,0 +1,7 @@
+"""``python -m ipseclab`` is the ``ipseclab`` command."""
+
+import sys
+
+from ipseclab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,232 @@
+"""Decode a capture: every frame, in order, with ESP and AH checked and opened where keys allow.
+
+This is ``ipseclab decode``. Keys come from Wireshark's ``esp_sa`` file (what the lab
+writes beside its captures) and/or from an ``ip xfrm`` file of manual SAs. AH needs no key
+to be read (it encrypts nothing): without one its frames say ``unverified``.
+
+The per-frame work uses bytes and :mod:`struct` only; a Scapy packet is built when
+:attr:`DecodedFrame.inner` is asked for, so decoding a large capture stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from ipseclab.capture.keys import sa_from_entry
+from ipseclab.capture.pcap import ip_payload, read_capture
+from ipseclab.ipsec import ah, esp, ip
+from ipseclab.ipsec.sa import Mode, Protocol, SecurityAssociation
+from ipseclab.ipsec.udpencap import IKE_PORT, NAT_T_PORT, Udp4500Kind, classify, parse_udp
+from ipseclab.ipsec.verdict import Status, Unprotected
+from ipseclab.keylog import EspSaEntry
+
+# A decoder sees both old and new packets of a capture; a wide window still flags a replay.
+DECODE_REPLAY_WINDOW = 4096
+
+
+@dataclass(slots=True)
+class DecodedFrame:
+    """One frame of a capture as ``decode`` reports it (``frame`` counts from 1, as Wireshark)."""
+
+    frame: int
+    time: float
+    proto: str  # esp, ah, ike, other
+    status: str
+    src: str | None = None
+    dst: str | None = None
+    spi: int | None = None
+    seq: int | None = None
+    next_header: int | None = None
+    mode: str | None = None
+    udp_encap: bool = False
+    inner_bytes: bytes | None = None
+    detail: str = ""
+    _scapy: object | None = field(default=None, repr=False)
+
+    @property
+    def inner(self):
+        """The recovered IP packet as a Scapy packet (built on first use), or None."""
+        if self._scapy is None and self.inner_bytes is not None:
+            from scapy.layers.inet import IP
+            from scapy.layers.inet6 import IPv6
+
+            self._scapy = (IP if self.inner_bytes[0] >> 4 == 4 else IPv6)(self.inner_bytes)
+        return self._scapy
+
+    def to_json(self) -> dict:
+        """The fields of ``decode --json``, one object per frame."""
+        return {
+            "frame": self.frame, "time": round(self.time, 6), "proto": self.proto,
+            "status": self.status, "src": self.src, "dst": self.dst, "spi": self.spi,
+            "seq": self.seq, "next_header": self.next_header, "mode": self.mode,
+            "udp_encap": self.udp_encap,
+            "inner": self.inner_bytes.hex() if self.inner_bytes is not None else None,
+            "detail": self.detail,
+        }
+
+
+class KeyRing:
+    """The SAs a decoder can use, found by protocol and SPI.
+
+    An ``esp_sa`` line does not say whether the SA used ESN, so each line gives two
+    candidate SAs; the first whose ICV verifies is kept for the rest of the capture.
+    """
+
+    def __init__(self, entries: Iterable[EspSaEntry] = (),
+                 sas: Iterable[SecurityAssociation] = ()) -> None:
+        self._candidates: dict[tuple[Protocol, int | None], list[SecurityAssociation]] = {}
+        for entry in entries:
+            key = (Protocol.ESP, entry.spi)
+            self._candidates.setdefault(key, []).extend(
+                sa_from_entry(entry, esn=esn, replay_window=DECODE_REPLAY_WINDOW)
+                for esn in (False, True))
+        for sa in sas:
+            # A decoder must not share state with a live SA: copy its keys, not its counters.
+            clone = SecurityAssociation(
+                spi=sa.spi, src=sa.src, dst=sa.dst, protocol=sa.protocol, mode=sa.mode,
+                encryption=sa.encryption, encryption_key=sa.encryption_key,
+                integrity=sa.integrity, integrity_key=sa.integrity_key, esn=sa.esn,
+                encap=sa.encap, replay_window=DECODE_REPLAY_WINDOW, insecure=True)
+            self._candidates.setdefault((sa.protocol, sa.spi), []).append(clone)
+
+    def __len__(self) -> int:
+        return len(self._candidates)
+
+    def candidates(self, protocol: Protocol, spi: int) -> list[SecurityAssociation]:
+        found = self._candidates.get((protocol, spi))
+        if found is None:
+            found = self._candidates.get((protocol, None), [])
+        return found
+
+    def settle(self, protocol: Protocol, spi: int, sa: SecurityAssociation) -> None:
+        """Keep only the candidate that worked."""
+        key = (protocol, spi) if (protocol, spi) in self._candidates else (protocol, None)
+        if key[1] is not None:
+            self._candidates[key] = [sa]
+
+
+def _try(ring: KeyRing, protocol: Protocol, spi: int, packet: bytes,
+         hdr: ip.IPHeader, start: int) -> Unprotected:
+    candidates = ring.candidates(protocol, spi)
+    if not candidates:
+        return Unprotected(Status.NO_SA, spi, detail="no key for this SPI")
+    result = Unprotected(Status.NO_SA, spi)
+    for sa in candidates:
+        if protocol is Protocol.ESP:
+            result = esp.unprotect(sa, packet[start : hdr.total_length])
+            if result.status is Status.OK:
+                # The next header says the mode: an IP packet inside means tunnel mode.
+                sa.mode = (Mode.TUNNEL if result.next_header in (ip.PROTO_IPV4, ip.PROTO_IPV6)
+                           else Mode.TRANSPORT)
+                result = esp.inner_packet(sa, result, hdr)
+        else:
+            sa.mode = Mode.TUNNEL if _ah_next(packet, hdr) in (4, 41) else Mode.TRANSPORT
+            result = ah.decapsulate(sa, packet)
+        if result.status is not Status.AUTH_FAILED:
+            if result.status is Status.OK and len(candidates) > 1:
+                ring.settle(protocol, spi, sa)
+            return result
+    return result
+
+
+def _ah_next(packet: bytes, hdr: ip.IPHeader) -> int:
+    start = hdr.header_length
+    return packet[start] if len(packet) > start else -1
+
+
+def _ah_unverified(packet: bytes) -> Unprotected:
+    try:
+        hdr, nh, spi, seq, length = ah.parse_ah(packet)
+    except ip.MalformedIP as exc:
+        return Unprotected(Status.MALFORMED, detail=str(exc))
+    payload = packet[hdr.header_length + length : hdr.total_length]
+    if nh in (ip.PROTO_IPV4, ip.PROTO_IPV6):
+        inner = payload
+    else:
+        inner = ip.with_payload(hdr, nh, payload)
+    return Unprotected(Status.UNVERIFIED, spi, seq, nh, payload, inner,
+                       detail="AH is readable without a key; its ICV was not checked")
+
+
+def decode_packet(number: int, time: float, packet: bytes | None, ring: KeyRing) -> DecodedFrame:
+    """Decode one IP packet (None for a frame that carries no IP)."""
+    if packet is None:
+        return DecodedFrame(number, time, "other", "ok", detail="not an IP packet")
+    try:
+        hdr = ip.parse_header(packet)
+    except ip.MalformedIP as exc:
+        return DecodedFrame(number, time, "other", Status.MALFORMED.value, detail=str(exc))
+    frame = DecodedFrame(number, time, "other", "ok", str(hdr.src), str(hdr.dst),
+                         next_header=hdr.next_header)
+    start = hdr.header_length
+    proto = hdr.next_header
+    if proto == ip.PROTO_UDP:
+        try:
+            sport, dport, payload = parse_udp(packet[start : hdr.total_length])
+        except ip.MalformedIP as exc:
+            frame.status, frame.detail = Status.MALFORMED.value, str(exc)
+            return frame
+        if NAT_T_PORT in (sport, dport):
+            kind = classify(payload)
+            if kind is Udp4500Kind.ESP:
+                frame.udp_encap = True
+                proto, start = ip.PROTO_ESP, start + 8
+            elif kind is Udp4500Kind.IKE:
+                frame.proto = "ike"
+                return frame
+            elif kind is Udp4500Kind.KEEPALIVE:
+                frame.proto, frame.status = "esp", Status.KEEPALIVE.value
+                frame.udp_encap = True
+                return frame
+            else:
+                frame.status = Status.MALFORMED.value
+                return frame
+        elif IKE_PORT in (sport, dport):
+            frame.proto = "ike"
+            return frame
+        else:
+            return frame
+    if proto == ip.PROTO_ESP:
+        frame.proto = "esp"
+        if hdr.total_length - start < 8:
+            frame.status = Status.MALFORMED.value
+            frame.detail = "ESP header truncated"
+            return frame
+        spi = int.from_bytes(packet[start : start + 4], "big")
+        frame.spi = spi
+        frame.seq = int.from_bytes(packet[start + 4 : start + 8], "big")
+        result = _try(ring, Protocol.ESP, spi, packet, hdr, start)
+    elif proto == ip.PROTO_AH:
+        frame.proto = "ah"
+        if hdr.total_length - start < 12:
+            frame.status, frame.detail = Status.MALFORMED.value, "AH header truncated"
+            return frame
+        spi = int.from_bytes(packet[start + 4 : start + 8], "big")
+        frame.spi = spi
+        frame.seq = int.from_bytes(packet[start + 8 : start + 12], "big")
+        result = _try(ring, Protocol.AH, spi, packet, hdr, start)
+        if result.status is Status.NO_SA:
+            result = _ah_unverified(packet)
+    else:
+        return frame
+    frame.status = result.status.value
+    frame.detail = result.detail
+    if result.seq is not None:
+        frame.seq = result.seq
+    frame.next_header = result.next_header
+    if result.inner is not None:
+        frame.inner_bytes = result.inner
+        frame.mode = "tunnel" if result.next_header in (ip.PROTO_IPV4, ip.PROTO_IPV6) \
+            else "transport"
+    return frame
+
+
+def decode_capture(path: str | os.PathLike[str], ring: KeyRing | None = None
+                   ) -> Iterator[DecodedFrame]:
+    """Every frame of a pcap or pcapng file, decoded in order."""
+    ring = ring if ring is not None else KeyRing()
+    for frame in read_capture(path):
+        yield decode_packet(frame.number, frame.timestamp, ip_payload(frame.linktype, frame.data),
+                            ring)

@@ -1,0 +1,128 @@
+"""The ``ipseclab`` command: one subcommand per job, over all layers.
+
+Every error ipseclab raises on purpose reaches the user as one line (``ipseclab: error:
+...``) and a non-zero exit code, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from ipseclab import __version__
+from ipseclab.errors import IpsecLabError
+
+Setup = Callable[[argparse.ArgumentParser], Callable[[argparse.Namespace], int]]
+COMMANDS: dict[str, tuple[str, Setup]] = {}
+
+
+def command(name: str, help: str):
+    """Register a subcommand: the function adds its arguments and returns its runner."""
+    def wrap(fn: Setup) -> Setup:
+        COMMANDS[name] = (help, fn)
+        return fn
+    return wrap
+
+
+def _progress(label: str) -> Callable[[int], None]:
+    def show(n: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\r{label}: {n} frames", end="", file=sys.stderr, flush=True)
+    return show
+
+
+@command("encap", "protect a plaintext capture with the SAs of an 'ip xfrm' file")
+def _encap(p: argparse.ArgumentParser):
+    p.description = ("Apply the outbound policies of an 'ip xfrm' file to every packet of a"
+                     " plaintext capture; write the protected capture and its key log.")
+    p.add_argument("sa_file", help="file of 'ip xfrm state/policy add' lines")
+    p.add_argument("input", help="plaintext capture (pcap or pcapng)")
+    p.add_argument("output", help="protected capture to write (pcap, raw IP)")
+    p.add_argument("--esp-sa", metavar="KEYLOG",
+                   help="write Wireshark's esp_sa key log for the SAs here")
+
+    def run(a: argparse.Namespace) -> int:
+        from ipseclab.capture.encap import encap_capture, write_keylog
+        from ipseclab.config import xfrm
+
+        config = xfrm.load(a.sa_file)
+        report = encap_capture(config, a.input, a.output, _progress("encap"))
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+        print(f"encap: {report.summary()} -> {a.output}")
+        for line in report.details:
+            print(f"  {line}")
+        if a.esp_sa:
+            n = write_keylog(config, a.esp_sa)
+            print(f"encap: {n} ESP SAs -> {a.esp_sa}")
+        return 0
+    return run
+
+
+@command("decode", "decode a capture: every frame, ESP opened and AH checked with keys")
+def _decode(p: argparse.ArgumentParser):
+    p.description = "Decode every frame of a capture, opening ESP and checking AH with keys."
+    p.add_argument("capture", help="pcap or pcapng file")
+    p.add_argument("--esp-sa", metavar="KEYLOG", action="append", default=[],
+                   help="Wireshark esp_sa key log (may be repeated)")
+    p.add_argument("--sa-file", metavar="XFRM", action="append", default=[],
+                   help="'ip xfrm' file whose SAs give keys (ESP and AH)")
+    p.add_argument("--json", action="store_true", help="one JSON object per frame and line")
+
+    def run(a: argparse.Namespace) -> int:
+        from ipseclab.capture.decode import KeyRing, decode_capture
+        from ipseclab.capture.summary import frame_line
+        from ipseclab.config import xfrm
+        from ipseclab.keylog import read_esp_sa
+
+        entries = [e for path in a.esp_sa for e in read_esp_sa(path)]
+        sas = [sa for path in a.sa_file for sa in xfrm.load(path).states]
+        ring = KeyRing(entries, sas)
+        out = sys.stdout
+        counts: dict[str, int] = {}
+        for frame in decode_capture(a.capture, ring):
+            counts[frame.status] = counts.get(frame.status, 0) + 1
+            if a.json:
+                out.write(json.dumps(frame.to_json()) + "\n")
+            else:
+                out.write(frame_line(frame) + "\n")
+        if not a.json:
+            total = sum(counts.values())
+            print(f"{total} frames: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        return 0
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ipseclab", description="A hands-on IPsec lab: ESP, AH and IKEv2 in Python.")
+    parser.add_argument("--version", action="version", version=f"ipseclab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (text, setup) in COMMANDS.items():
+        p = sub.add_parser(name, help=text)
+        p.set_defaults(run=setup(p))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "run", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except IpsecLabError as exc:
+        print(f"ipseclab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ipseclab: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""The data plane of one IPsec node, without I/O: SPD + SAD + ESP/AH (RFC 4301 §5).
+
+Outbound (§5.1): look the packet up in the SPD; DISCARD drops it, BYPASS passes it, PROTECT
+applies the SAs the policy's templates name (ESP first, then AH around it for an AH+ESP
+bundle); a template without an SA is reported as ``acquire`` so that IKE can make one.
+
+Inbound (§5.2): find the SA by SPI, check and strip ESP/AH, then check that the inner packet
+is one this SA may carry: its own selector, and the SPD's ``in``/``fwd`` entries.
+
+A gateway driver hands packets in and sends what comes out; so do ``ipseclab encap``, tests
+and notebooks, with no root and no sockets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ipseclab.ipsec import ah, esp, ip
+from ipseclab.ipsec.sa import Protocol, SecurityAssociation
+from ipseclab.ipsec.sad import SAD
+from ipseclab.ipsec.selectors import MalformedPacket, PacketFields, parse_fields
+from ipseclab.ipsec.spd import SPD, Policy, PolicyAction, Template
+from ipseclab.ipsec.udpencap import NAT_T_PORT, Udp4500Kind, classify, parse_udp
+from ipseclab.ipsec.verdict import ProtectError, Status, Unprotected
+
+
+@dataclass(slots=True)
+class Outbound:
+    """What to do with one outbound packet.
+
+    ``action`` is ``protect`` (send ``packet``, the protected IP packet), ``bypass`` (send the
+    original), ``discard``, ``acquire`` (a policy wants an SA that does not exist yet) or
+    ``error`` (``detail`` says why, e.g. sequence number overflow).
+    """
+
+    action: str
+    packet: bytes | None = None
+    sa: SecurityAssociation | None = None
+    policy: Policy | None = None
+    template: Template | None = None
+    detail: str = ""
+
+
+@dataclass
+class EngineCounters:
+    outbound_protected: int = 0
+    outbound_bypass: int = 0
+    outbound_discard: int = 0
+    outbound_no_policy: int = 0
+    outbound_acquire: int = 0
+    inbound_ok: int = 0
+    inbound_no_sa: int = 0
+    inbound_dropped: int = 0
+    inbound_malformed: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+
+class IpsecEngine:
+    """SPD and SAD together, with the per-packet processing of RFC 4301 §5.
+
+    ``default_outbound`` is what happens to a packet no SPD entry matches: ``bypass`` as
+    Linux does, or ``discard`` as RFC 4301 §4.4.1 prefers.
+    """
+
+    def __init__(self, spd: SPD | None = None, sad: SAD | None = None, *,
+                 default_outbound: str = "bypass") -> None:
+        self.spd = spd if spd is not None else SPD()
+        self.sad = sad if sad is not None else SAD()
+        self.default_outbound = default_outbound
+        self.counters = EngineCounters()
+
+    # -- outbound ----------------------------------------------------------------------
+
+    def outbound(self, packet: bytes) -> Outbound:
+        """Apply the SPD to one IP packet leaving this node."""
+        try:
+            fields = parse_fields(packet)
+        except MalformedPacket as exc:
+            self.counters.outbound_discard += 1
+            return Outbound("discard", detail=f"malformed: {exc}")
+        policy = self.spd.lookup("out", fields)
+        if policy is None:
+            if self.default_outbound == "bypass":
+                self.counters.outbound_no_policy += 1
+                return Outbound("bypass", packet, detail="no policy")
+            self.counters.outbound_discard += 1
+            return Outbound("discard", detail="no policy")
+        if policy.action is PolicyAction.BYPASS:
+            self.counters.outbound_bypass += 1
+            return Outbound("bypass", packet, policy=policy)
+        if policy.action is PolicyAction.DISCARD:
+            self.counters.outbound_discard += 1
+            return Outbound("discard", policy=policy)
+        sas = []
+        for template in policy.templates:
+            sa = self.sa_for(template, fields)
+            if sa is None:
+                self.counters.outbound_acquire += 1
+                return Outbound("acquire", policy=policy, template=template,
+                                detail=f"no SA for {template}")
+            sas.append(sa)
+        # RFC 4301 §4.5: ESP is applied first and AH outside it.
+        sas.sort(key=lambda s: s.protocol is Protocol.AH)
+        try:
+            for sa in sas:
+                packet = (esp.encapsulate if sa.protocol is Protocol.ESP
+                          else ah.encapsulate)(sa, packet)
+        except ProtectError as exc:
+            return Outbound("error", sa=sa, policy=policy, detail=str(exc))
+        self.counters.outbound_protected += 1
+        return Outbound("protect", packet, sas[-1], policy)
+
+    def sa_for(self, template: Template, fields: PacketFields) -> SecurityAssociation | None:
+        """The SA that fulfils a template: by reqid, protocol and the outer destination."""
+        dst = template.dst if template.dst is not None else fields.dst_addr
+        return self.sad.lookup_outbound(template.protocol, reqid=template.reqid or 0, dst=dst)
+
+    # -- inbound -----------------------------------------------------------------------
+
+    def inbound(self, packet: bytes) -> Unprotected:
+        """Process one received IP packet carrying ESP, AH or ESP in UDP 4500."""
+        try:
+            hdr = ip.parse_header(packet)
+        except ip.MalformedIP as exc:
+            return self._count(Unprotected(Status.MALFORMED, detail=str(exc)))
+        start, proto = hdr.header_length, hdr.next_header
+        if proto == ip.PROTO_UDP:
+            try:
+                sport, dport, payload = parse_udp(packet[start : hdr.total_length])
+            except ip.MalformedIP as exc:
+                return self._count(Unprotected(Status.MALFORMED, detail=str(exc)))
+            kind = classify(payload) if NAT_T_PORT in (sport, dport) else None
+            if kind is Udp4500Kind.KEEPALIVE:
+                return self._count(Unprotected(Status.KEEPALIVE))
+            if kind is not Udp4500Kind.ESP:
+                return self._count(Unprotected(Status.MALFORMED, detail="not ESP in UDP"))
+            proto, start = ip.PROTO_ESP, start + 8
+        if proto == ip.PROTO_ESP:
+            if hdr.total_length - start < 8:
+                return self._count(Unprotected(Status.MALFORMED, detail="ESP header truncated"))
+            spi = int.from_bytes(packet[start : start + 4], "big")
+            sa = self.sad.lookup_inbound(Protocol.ESP, spi, hdr.dst)
+            if sa is None:
+                return self._count(Unprotected(Status.NO_SA, spi))
+            result = esp.unprotect(sa, packet[start : hdr.total_length])
+            if result.status is Status.OK:
+                result = esp.inner_packet(sa, result, hdr)
+        elif proto == ip.PROTO_AH:
+            if hdr.total_length - start < 12:
+                return self._count(Unprotected(Status.MALFORMED, detail="AH header truncated"))
+            spi = int.from_bytes(packet[start + 4 : start + 8], "big")
+            sa = self.sad.lookup_inbound(Protocol.AH, spi, hdr.dst)
+            if sa is None:
+                return self._count(Unprotected(Status.NO_SA, spi))
+            result = ah.decapsulate(sa, packet)
+            if result.status is Status.OK and result.next_header == ip.PROTO_ESP:
+                # AH around ESP: carry on with the ESP inside (RFC 4301 §5.2, step 4).
+                return self.inbound(result.inner)
+        else:
+            return self._count(Unprotected(Status.MALFORMED, detail=f"protocol {proto}"))
+        return self._count(self._check_inner(result))
+
+    def inbound_datagram(self, datagram: bytes, src: ip.IPAddress,
+                         dst: ip.IPAddress) -> Unprotected:
+        """Process an ESP datagram that arrived without its IP header (a UDP 4500 socket)."""
+        if len(datagram) < 8:
+            return self._count(Unprotected(Status.MALFORMED, detail="ESP header truncated"))
+        spi = int.from_bytes(datagram[:4], "big")
+        sa = self.sad.lookup_inbound(Protocol.ESP, spi, dst)
+        if sa is None:
+            sa = self.sad.lookup_inbound(Protocol.ESP, spi)  # behind a NAT dst may differ
+        if sa is None:
+            return self._count(Unprotected(Status.NO_SA, spi))
+        result = esp.unprotect(sa, datagram)
+        if result.status is Status.OK:
+            outer = None
+            if sa.mode.value == "transport":
+                outer = ip.parse_header(ip.ip_header(src, dst, result.next_header, 0))
+            result = esp.inner_packet(sa, result, outer)
+        return self._count(self._check_inner(result))
+
+    def _check_inner(self, result: Unprotected) -> Unprotected:
+        """RFC 4301 §5.2 step 4: the inner packet must fit the SA's selectors and the SPD."""
+        if result.status is not Status.OK or result.inner is None:
+            return result
+        sa = result.sa
+        try:
+            fields = parse_fields(result.inner)
+        except MalformedPacket as exc:
+            result.status, result.detail = Status.MALFORMED, f"inner packet: {exc}"
+            return result
+        if sa.selector is not None and not sa.selector.matches(fields, "in"):
+            sa.counters.policy_mismatch += 1
+            result.status = Status.POLICY_MISMATCH
+            result.detail = f"inner packet {fields} is outside the SA's selector {sa.selector}"
+            return result
+        for direction in ("in", "fwd"):
+            policy = self.spd.lookup(direction, fields)
+            if policy is None:
+                continue
+            if policy.action is PolicyAction.DISCARD:
+                result.status = Status.POLICY_MISMATCH
+                result.detail = f"the {direction} policy discards {fields}"
+            elif policy.action is PolicyAction.PROTECT and not any(
+                    t.protocol == sa.protocol.value and (not t.reqid or not sa.reqid
+                                                         or t.reqid == sa.reqid)
+                    for t in policy.templates):
+                result.status = Status.POLICY_MISMATCH
+                result.detail = f"the {direction} policy for {fields} wants another SA"
+            if result.status is Status.POLICY_MISMATCH:
+                sa.counters.policy_mismatch += 1
+            return result
+        return result
+
+    def _count(self, result: Unprotected) -> Unprotected:
+        c = self.counters
+        c.by_status[result.status.value] = c.by_status.get(result.status.value, 0) + 1
+        if result.status is Status.OK:
+            c.inbound_ok += 1
+        elif result.status is Status.NO_SA:
+            c.inbound_no_sa += 1
+        elif result.status is Status.MALFORMED:
+            c.inbound_malformed += 1
+        else:
+            c.inbound_dropped += 1
+        return result
+
+    def load(self, states: list[SecurityAssociation], policies: list[Policy]) -> None:
+        """Add manual SAs and policies (an ``ip xfrm`` file)."""
+        for sa in states:
+            self.sad.add(sa)
+        for policy in policies:
+            self.spd.add(policy)
