@@ -7,11 +7,23 @@ import os
 from pathlib import Path
 
 import pytest
+import scapy.layers.inet6
+import scapy.layers.l2
 
 from ipseclab.crypto import transforms
 from ipseclab.ipsec.sa import SecurityAssociation
 
 DATA = Path(__file__).parent / "data"
+
+
+def _no_resolution(*args, **kwargs):
+    raise RuntimeError("a test built Ether() without addresses: scapy would send ARP/ND on the"
+                       " host's network; give src and dst MAC addresses explicitly")
+
+
+# Tests send nothing outside the namespaces they create, not even an ARP request.
+scapy.layers.l2.getmacbyip = _no_resolution
+scapy.layers.inet6.getmacbyip6 = _no_resolution
 
 
 def vectors(name: str) -> list[dict]:

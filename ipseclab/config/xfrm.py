@@ -283,7 +283,9 @@ def _state(t: _Tokens, insecure: bool) -> SecurityAssociation:
             t.next("the original address (0.0.0.0)")
             args["encap"] = UdpEncap(sport, dport)
         elif word == "sel":
-            args["selector"] = _selector(t, stop=_STATE_WORDS - {"src", "dst", "proto"})
+            # Kept as the receiver sees it: the SA's destination is the local side (the
+            # engine checks decrypted packets against it, RFC 4301 §5.2).
+            args["selector"] = _selector(t, "in", stop=_STATE_WORDS - {"src", "dst", "proto"})
         elif word == "limit":
             kind = t.next("a limit such as byte-soft")
             if kind not in _LIMITS:

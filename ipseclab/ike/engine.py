@@ -1,0 +1,315 @@
+"""The IKEv2 engine without I/O: datagrams and time in; datagrams, timers and events out.
+
+Driven like aioquic's connection::
+
+    engine = IkeEngine([config], local_addr="192.0.2.1", rng=None)
+    engine.initiate("site-b", now)                   # or wait for a peer
+    for data, src, dst in engine.datagrams_to_send(): sock.sendto(...)
+    engine.receive_datagram(data, src=(addr, port), dst=(addr, port), now=now)
+    while (event := engine.next_event()) is not None: ...
+    timer = engine.get_timer(); ...; engine.handle_timer(now)
+
+Datagrams are whole IKE messages. On UDP port 4500 the driver strips the four-zero-octet
+non-ESP marker (RFC 3948 §2.2) before :meth:`receive_datagram` and prepends it to what
+:meth:`datagrams_to_send` gives for a source or destination port other than 500.
+
+This module owns the table of IKE SAs (by our SPI) and the stateless part of the responder
+(§2.6 cookies, NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD, RFC 6989 refusals), which must not
+create state before the initiator has shown it can receive at its address. The SAs
+themselves are :class:`ipseclab.ike.ike_sa.IkeSa`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import struct
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from ipseclab.errors import ConfigError, InvalidKeyShare
+from ipseclab.ike import events, negotiation
+from ipseclab.ike.config import IkeConfig
+from ipseclab.ike.constants import ExchangeType, HeaderFlag, NotifyType, ProtocolId
+from ipseclab.ike.ike_sa import IkeSa, State
+from ipseclab.ike.message import HEADER_SIZE, Message, parse_message
+from ipseclab.ike.payload_base import MalformedMessage
+from ipseclab.ike.payloads import KeyExchange, Nonce, Notify, SecurityAssociation
+
+Address = tuple[str, int]
+Datagram = tuple[bytes, Address, Address]
+
+__all__ = ["IkeEngine"]
+
+_HEADER = struct.Struct("!8s8sBBBBII")
+
+
+class IkeEngine:
+    """All IKE SAs of one node.
+
+    ``configs``: the connections this node knows (initiator and responder alike).
+    ``local_addr``: the address to initiate from when a connection's ``local_addrs`` is
+    ``%any``. ``rng(n) -> bytes`` supplies SPIs, nonces, IVs and DH private keys (default
+    :func:`os.urandom`). ``cookie_threshold``: with this many half-open IKE SAs the
+    responder demands cookies (§2.6); 0 means always, None never.
+    """
+
+    def __init__(self, configs: IkeConfig | Iterable[IkeConfig], local_addr: str | None = None,
+                 rng: Callable[[int], bytes] | None = None, *,
+                 cookie_threshold: int | None = 20, retransmit_base: float = 1.0,
+                 retransmit_tries: int = 5, half_open_timeout: float = 30.0) -> None:
+        configs = [configs] if isinstance(configs, IkeConfig) else list(configs)
+        for config in configs:
+            config.check()
+        self.configs: dict[str, IkeConfig] = {c.name: c for c in configs}
+        self.local_addr = local_addr
+        self.rng = rng
+        self.cookie_threshold = cookie_threshold
+        self.retransmit_base = retransmit_base
+        self.retransmit_tries = retransmit_tries
+        self.half_open_timeout = half_open_timeout
+        self._sas: dict[bytes, IkeSa] = {}
+        self._half_open: dict[tuple[bytes, Address], IkeSa] = {}
+        self._events: deque[events.Event] = deque()
+        self._out: list[Datagram] = []
+        self._reqid = 0
+        self._cookie_secret = self.random(16)
+        self.dropped = 0  # messages dropped as malformed, unknown or unauthenticated
+        self.internal_errors: list[str] = []  # bugs caught at the boundary; should stay empty
+
+    # -- randomness ---------------------------------------------------------------------
+
+    def random(self, n: int) -> bytes:
+        return self.rng(n) if self.rng is not None else os.urandom(n)
+
+    def new_child_spi(self) -> int:
+        used = {c.spi_in for sa in self._sas.values() for c in sa.children}
+        while True:
+            spi = int.from_bytes(self.random(4), "big")
+            if spi >= 256 and spi not in used:
+                return spi
+
+    def _new_ike_spi(self) -> bytes:
+        while True:
+            spi = self.random(8)
+            if spi != bytes(8) and spi not in self._sas:
+                return spi
+
+    def new_reqid(self) -> int:
+        self._reqid += 1
+        return self._reqid
+
+    # -- the driver API -------------------------------------------------------------------
+
+    def datagrams_to_send(self) -> list[Datagram]:
+        """Everything to send now, as (data, (src addr, port), (dst addr, port))."""
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self) -> events.Event | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` wants to be called next, or None."""
+        times = [t for sa in self._sas.values() if (t := sa.next_timer()) is not None]
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        for sa in list(self._sas.values()):
+            timer = sa.next_timer()
+            if timer is not None and timer <= now:
+                self._guard(sa.handle_timer, now)
+
+    def initiate(self, connection: str, now: float, child: str | None = None) -> IkeSa:
+        """Start IKE_SA_INIT for ``connection``, with its first (or the named) child SA."""
+        config = self.configs.get(connection)
+        if config is None:
+            raise ConfigError(f"no connection named '{connection}'", token=connection)
+        local = next((a for a in config.local_addrs if _concrete(a)), self.local_addr)
+        remote = next((a for a in config.remote_addrs if _concrete(a)), None)
+        if local is None or remote is None:
+            raise ConfigError(f"connection {connection}: initiating needs concrete local and"
+                              " remote addresses")
+        child_config = config.child(child) if config.children else None
+        sa = IkeSa(self, initiator=True, local=(local, config.local_port),
+                   remote=(remote, config.remote_port), spi_i=self._new_ike_spi(),
+                   config=config)
+        self._sas[sa.spi_i] = sa
+        sa.start(child_config, now)
+        return sa
+
+    @property
+    def ike_sas(self) -> list[IkeSa]:
+        return list(self._sas.values())
+
+    def find_ike_sa(self, name: str) -> IkeSa | None:
+        """By the 32-hex-digit name events carry."""
+        return next((sa for sa in self._sas.values() if sa.name == name), None)
+
+    def delete_ike_sa(self, name: str, now: float) -> bool:
+        sa = self.find_ike_sa(name)
+        if sa is None:
+            return False
+        sa.delete(now)
+        return True
+
+    def delete_child_sa(self, reqid: int, now: float) -> bool:
+        return any(sa.delete_child(reqid, now) for sa in list(self._sas.values()))
+
+    def check_liveness(self, name: str, now: float) -> bool:
+        sa = self.find_ike_sa(name)
+        if sa is None or sa.state is not State.ESTABLISHED:
+            return False
+        sa.check_liveness(now)
+        return True
+
+    def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None:
+        """Handle one received IKE message. Never raises on anything a peer can send."""
+        self._guard(self._receive, bytes(data), src, dst, now)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _guard(self, function: Callable, *args: object) -> None:
+        try:
+            function(*args)
+        except Exception as error:  # the boundary §2.21 wants unbreakable
+            self.dropped += 1
+            self.internal_errors.append(f"{type(error).__name__}: {error}")
+
+    def _forget(self, sa: IkeSa) -> None:
+        if self._sas.get(sa.local_spi) is sa:
+            del self._sas[sa.local_spi]
+        self._half_open.pop((sa.spi_i, sa.remote), None)
+        for key, value in list(self._half_open.items()):
+            if value is sa:
+                del self._half_open[key]
+
+    def _rekey_index(self, sa: IkeSa) -> None:
+        """Hook for when an SA learns its peer's SPI; we index by our own SPI only."""
+
+    def _initial_contact(self, sa: IkeSa, now: float) -> None:
+        """INITIAL_CONTACT (§2.4): the peer has no other IKE SA with us; drop the old ones."""
+        for other in list(self._sas.values()):
+            if (other is not sa and other.state is State.ESTABLISHED
+                    and other.config is sa.config and other.remote_id == sa.remote_id):
+                other._delete(now, "replaced after INITIAL_CONTACT", by_peer=True)
+
+    def _receive(self, data: bytes, src: Address, dst: Address, now: float) -> None:
+        try:
+            message = parse_message(data)
+        except MalformedMessage as error:
+            self.dropped += 1
+            self._answer_malformed_init(data, error, src, dst)
+            return
+        if (message.exchange_type == ExchangeType.IKE_SA_INIT and not message.is_response
+                and message.is_initiator and message.spi_r == bytes(8)):
+            self._on_init_request(message, data, src, dst, now)
+            return
+        local_spi = message.spi_r if message.is_initiator else message.spi_i
+        sa = self._sas.get(local_spi)
+        if sa is None:
+            self.dropped += 1  # §2.21.4 would allow INVALID_IKE_SPI; silence is safer
+            return
+        sa.receive(message, data, src, dst, now)
+
+    def _answer_malformed_init(self, data: bytes, error: MalformedMessage, src: Address,
+                               dst: Address) -> None:
+        """A broken IKE_SA_INIT request still gets its error notify (§2.21.1, §1.5)."""
+        if len(data) < HEADER_SIZE:
+            return
+        spi_i, spi_r, _, _, exchange, flags, message_id, _ = _HEADER.unpack_from(data)
+        if (exchange == ExchangeType.IKE_SA_INIT and flags & HeaderFlag.I
+                and not flags & HeaderFlag.R and message_id == 0 and spi_r == bytes(8)):
+            self._stateless_reply(spi_i, Notify(error.notify, error.data), src, dst)
+
+    def _stateless_reply(self, spi_i: bytes, notify: Notify, src: Address,
+                         dst: Address) -> None:
+        reply = Message(spi_i, bytes(8), ExchangeType.IKE_SA_INIT, HeaderFlag.R, 0, [notify])
+        self._out.append((reply.to_bytes(), dst, src))
+
+    def _cookie(self, nonce: bytes, src: Address, spi_i: bytes) -> bytes:
+        """Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>) (§2.6)."""
+        digest = hashlib.sha256(nonce + ipaddress.ip_address(src[0]).packed + spi_i
+                                + self._cookie_secret).digest()
+        return b"\x00" + digest
+
+    def half_open_count(self) -> int:
+        return sum(1 for sa in self._half_open.values() if sa.state is State.INIT_DONE)
+
+    def _on_init_request(self, message: Message, data: bytes, src: Address, dst: Address,
+                         now: float) -> None:
+        known = self._half_open.get((message.spi_i, src))
+        if known is not None:
+            if known.init_request == data and known.state is State.INIT_DONE:
+                self._out.append((known.init_response, dst, src))  # retransmission (§2.1)
+            return
+        candidates = [c for c in self.configs.values() if c.matches_addresses(dst[0], src[0])]
+        reply = lambda notify: self._stateless_reply(message.spi_i, notify, src, dst)  # noqa
+        sa_payload = message.find(SecurityAssociation)
+        ke = message.find(KeyExchange)
+        nonce = message.find(Nonce)
+        if sa_payload is None or ke is None or nonce is None:
+            reply(Notify(NotifyType.INVALID_SYNTAX))
+            return
+        if self.cookie_threshold is not None and self.half_open_count() >= self.cookie_threshold:
+            expected = self._cookie(nonce.data, src, message.spi_i)
+            cookies = message.notifies(NotifyType.COOKIE)
+            if not cookies or not negotiation.auth_equal(cookies[0].data, expected):
+                reply(Notify(NotifyType.COOKIE, expected))
+                return
+        ours = [p for c in candidates for p in c.ike_proposals]
+        theirs = negotiation.read_proposals(sa_payload, ProtocolId.IKE)
+        choice = negotiation.choose_proposal(ours, theirs, ke.group)
+        if choice is None:
+            reply(Notify(NotifyType.NO_PROPOSAL_CHOSEN))
+            return
+        wire, proposal = choice
+        group = proposal.dh[0]
+        if ke.group != group.iana_id:
+            reply(Notify.invalid_ke_payload(group.iana_id))
+            return
+        dh = negotiation.generate_dh(group, self.rng)
+        try:
+            g_ir = dh.exchange(ke.data)
+        except InvalidKeyShare:
+            reply(Notify(NotifyType.INVALID_SYNTAX))  # RFC 6989: refuse the key share
+            return
+        sa = IkeSa(self, initiator=False, local=dst, remote=src, spi_i=message.spi_i,
+                   spi_r=self._new_ike_spi(), candidates=candidates)
+        sa.config = candidates[0]
+        sa.created = now
+        sa.ni = nonce.data
+        sa.nr = self.random(32)
+        sa.dh = dh
+        sa._derive(proposal, g_ir)
+        sa.nat_detected = sa._check_natd(message, bytes(8))
+        payloads = [
+            negotiation.sa_payload_for([proposal], ProtocolId.IKE, numbers=[wire.number]),
+            KeyExchange(group.iana_id, dh.public_bytes()),
+            Nonce(sa.nr),
+            *sa._natd_notifies(),
+        ]
+        response = Message(sa.spi_i, sa.spi_r, ExchangeType.IKE_SA_INIT, HeaderFlag.R, 0,
+                           payloads).to_bytes()
+        sa.init_request = data
+        sa.init_response = response
+        sa.expected_request_id = 1
+        sa.expires = now + self.half_open_timeout
+        self._sas[sa.spi_r] = sa
+        self._half_open[(sa.spi_i, src)] = sa
+        self._out.append((response, dst, src))
+
+    def _established(self, sa: IkeSa) -> None:
+        """A responder SA is no longer half-open."""
+        for key, value in list(self._half_open.items()):
+            if value is sa:
+                del self._half_open[key]
+
+
+def _concrete(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
