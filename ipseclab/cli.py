@@ -95,6 +95,91 @@ def _decode(p: argparse.ArgumentParser):
     return run
 
 
+def _scenario_path(name: str) -> str:
+    """A scenario by file path, or by name from the repository's topologies/scenarios/."""
+    from pathlib import Path
+
+    if Path(name).exists():
+        return name
+    here = Path(__file__).resolve().parent.parent / "topologies" / "scenarios"
+    for candidate in (here / name, here / f"{name}.yaml"):
+        if candidate.is_file():
+            return str(candidate)
+    known = sorted(p.stem for p in here.glob("*.yaml")) if here.is_dir() else []
+    raise IpsecLabError(f"no scenario '{name}'" + (f"; known: {', '.join(known)}" if known else ""))
+
+
+@command("run", "run a lab scenario end to end: topology, gateways, traffic, checks")
+def _run(p: argparse.ArgumentParser):
+    p.description = ("Build a scenario's Mininet topology, start its gateways, send its"
+                     " traffic, capture its links and judge its checks. Needs root.")
+    p.add_argument("scenario", help="scenario name (see topologies/scenarios) or YAML file")
+    p.add_argument("--out", default=None, help="directory for pcaps, key log and result"
+                   " (default: out/SCENARIO)")
+    p.add_argument("--impl", choices=["ipseclab", "strongswan", "none"],
+                   help="run every gateway with this implementation")
+    p.add_argument("--cli", action="store_true", help="open the Mininet CLI before tear-down")
+
+    def run(a: argparse.Namespace) -> int:
+        import os
+        import time
+        from pathlib import Path
+
+        from ipseclab.lab.runner import run_scenario
+
+        if os.geteuid() != 0:
+            raise IpsecLabError("ipseclab run builds network namespaces: run it as root")
+        path = _scenario_path(a.scenario)
+        out = Path(a.out or Path("out") / Path(path).stem)
+        start = time.monotonic()
+
+        def progress(msg: str) -> None:
+            print(f"[{time.monotonic() - start:6.1f}s] {msg}", flush=True)
+
+        result = run_scenario(path, out, cli=a.cli, progress=progress, impl=a.impl)
+        print()
+        print(result.table())
+        print()
+        print(f"captures and key log in {out}/ (open with: XDG_CONFIG_HOME={out} wireshark"
+              f" {out}/wan.pcap)")
+        verdict = "PASSED" if result.passed else "FAILED"
+        print(f"scenario {result.name}: {verdict} in {time.monotonic() - start:.1f} s")
+        return 0 if result.passed else 1
+    return run
+
+
+@command("clean", "remove namespaces, links and processes a killed lab run left behind")
+def _clean(p: argparse.ArgumentParser):
+    p.add_argument("--all", action="store_true", help="also runs whose owner is still alive")
+
+    def run(a: argparse.Namespace) -> int:
+        from ipseclab.lab.cleanup import clean
+
+        removed = clean(include_live=a.all)
+        for line in removed:
+            print(line)
+        print(f"clean: {len(removed)} objects removed" if removed else "clean: nothing to do")
+        return 0
+    return run
+
+
+@command("doctor", "say what this machine lacks for the lab and how to install it")
+def _doctor(p: argparse.ArgumentParser):
+    def run(a: argparse.Namespace) -> int:
+        from ipseclab.lab.doctor import doctor
+
+        checks = doctor()
+        for check in checks:
+            print(check)
+        return 0 if all(c.ok for c in checks) else 1
+    return run
+
+
+from ipseclab.drivers.cli_gateway import register as _register_gateway  # noqa: E402
+
+_register_gateway(command)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ipseclab", description="A hands-on IPsec lab: ESP, AH and IKEv2 in Python.")

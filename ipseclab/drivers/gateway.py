@@ -78,6 +78,9 @@ class IkeHandler(Protocol):
     def __call__(self, message: bytes, remote: tuple[str, int], local: str) -> None: ...
 
 
+RECV_BUFFER = 4 << 20
+
+
 @dataclass
 class GatewayOptions:
     """Everything ``ipseclab gateway`` takes on its command line."""
@@ -342,6 +345,9 @@ class Gateway:
         self._sockets.append(sock)
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, SO_MARK, self.options.mark)
+        if kind != socket.SOCK_RAW or proto != socket.IPPROTO_RAW:
+            # Bursts (a TCP window's worth of ESP) must wait here, not be dropped.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER)
         return sock
 
     def _open_sockets(self) -> None:

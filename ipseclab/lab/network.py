@@ -91,6 +91,9 @@ def register_launcher(impl: str, factory: Callable[[], GatewayLauncher]) -> None
 
 
 def launcher_for(impl: str, where: str | None = None) -> GatewayLauncher:
+    from ipseclab.lab.launchers import load_launchers
+
+    load_launchers()
     try:
         factory = _LAUNCHERS[impl]
     except KeyError:

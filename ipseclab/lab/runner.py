@@ -109,6 +109,11 @@ def run_scenario(
                 except IpsecLabError as exc:
                     outcome = f"FAILED: {exc}"
                     result.checks.append(CheckResult(f"step {step.describe()}", FAIL, str(exc)))
+                    if step.kind == "start":
+                        # Traffic without its gateways would cross the WAN in the clear.
+                        result.steps.append(f"{line}: {outcome}")
+                        say(result.steps[-1] + "; the remaining steps are skipped")
+                        break
                 result.steps.append(f"{line}: {outcome}")
                 say(result.steps[-1])
         finally:
