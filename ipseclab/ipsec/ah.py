@@ -105,8 +105,7 @@ def encapsulate(sa: SecurityAssociation, packet: bytes) -> bytes:
     """Protect a whole IP packet with AH and return the packet that goes on the wire."""
     if sa.mode is Mode.TUNNEL:
         nh = ip.PROTO_IPV4 if packet[0] >> 4 == 4 else ip.PROTO_IPV6
-        sa.ident = (sa.ident + 1) & 0xFFFF
-        outer = ip.parse_header(ip.ip_header(sa.src, sa.dst, nh, 0, ident=sa.ident))
+        outer = ip.parse_header(ip.ip_header(sa.src, sa.dst, nh, 0, ident=sa.next_ident()))
         return _build(sa, outer, nh, packet)
     hdr = ip.parse_header(packet)
     if hdr.version == 4 and (packet[6] & 0x3F or packet[7]):

@@ -139,7 +139,7 @@ class IpsecEngine:
             if hdr.total_length - start < 8:
                 return self._count(Unprotected(Status.MALFORMED, detail="ESP header truncated"))
             spi = int.from_bytes(packet[start : start + 4], "big")
-            sa = self.sad.lookup_inbound(Protocol.ESP, spi, hdr.dst)
+            sa = self.sad.lookup_inbound(Protocol.ESP, spi, hdr.dst_bytes)
             if sa is None:
                 return self._count(Unprotected(Status.NO_SA, spi))
             result = esp.unprotect(sa, packet[start : hdr.total_length])
@@ -149,7 +149,7 @@ class IpsecEngine:
             if hdr.total_length - start < 12:
                 return self._count(Unprotected(Status.MALFORMED, detail="AH header truncated"))
             spi = int.from_bytes(packet[start + 4 : start + 8], "big")
-            sa = self.sad.lookup_inbound(Protocol.AH, spi, hdr.dst)
+            sa = self.sad.lookup_inbound(Protocol.AH, spi, hdr.dst_bytes)
             if sa is None:
                 return self._count(Unprotected(Status.NO_SA, spi))
             result = ah.decapsulate(sa, packet)

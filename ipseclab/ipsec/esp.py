@@ -140,7 +140,6 @@ def encapsulate(sa: SecurityAssociation, packet: bytes) -> bytes:
     if sa.mode is Mode.TUNNEL:
         datagram = outbound(sa, packet)
         df = packet[0] >> 4 == 4 and bool(packet[6] & 0x40)
-        sa.ident = (sa.ident + 1) & 0xFFFF
         return outer_packet(sa, datagram, tos=ip.traffic_class(packet), df=df)
     hdr = _transport_header(packet)
     datagram = protect(sa, hdr.next_header, packet[hdr.header_length : hdr.total_length])
@@ -157,11 +156,7 @@ def outer_packet(sa: SecurityAssociation, datagram: bytes, *, tos: int = 0,
     if sa.encap is not None:
         datagram = udp_header(sa.encap.sport, sa.encap.dport, datagram, sa.src,
                               sa.dst) + datagram
-        proto = ip.PROTO_UDP
-    else:
-        proto = ip.PROTO_ESP
-    return ip.ip_header(sa.src, sa.dst, proto, len(datagram), tos=tos, ident=sa.ident,
-                        df=df) + datagram
+    return sa.outer.build(len(datagram), tos, sa.next_ident(), df) + datagram
 
 
 def inner_packet(sa: SecurityAssociation, result: Unprotected,
@@ -178,13 +173,13 @@ def inner_packet(sa: SecurityAssociation, result: Unprotected,
             result.status = Status.MALFORMED
             result.detail = f"tunnel mode SA, but next header is {result.next_header}"
             return result
-        try:
-            hdr = ip.parse_header(payload)
-        except ip.MalformedIP as exc:
+        length = ip.packet_length(payload) if len(payload) >= 20 else 0
+        if payload[0] >> 4 != (4 if result.next_header == ip.PROTO_IPV4 else 6) \
+                or not 20 <= length <= len(payload):
             result.status = Status.MALFORMED
-            result.detail = f"inner packet: {exc}"
+            result.detail = "the inner packet's header does not fit what ESP carried"
             return result
-        result.inner = payload[: hdr.total_length]
+        result.inner = payload[:length] if length < len(payload) else payload
         return result
     if outer is None:
         fresh = ip.ip_header(sa.src, sa.dst, result.next_header, len(payload))

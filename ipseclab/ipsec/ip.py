@@ -8,7 +8,6 @@ outer header (tunnel mode, RFC 4301 §5.1.2) and to fix lengths and checksums.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 PROTO_HOPOPTS = 0
@@ -53,7 +52,6 @@ def as_address(value: str | bytes | IPAddress) -> IPAddress:
     return ip_address(value)
 
 
-@dataclass(slots=True)
 class IPHeader:
     """The parts of an IP header ESP and AH care about.
 
@@ -61,20 +59,41 @@ class IPHeader:
     ESP/AH header in transport mode: the IPv4 header with options, or the IPv6 header with
     the Hop-by-Hop, Routing and Fragment headers (RFC 4303 §3.1.1). ``next_header`` is the
     protocol that follows them and ``nh_offset`` where that value sits inside ``header``,
-    so it can be replaced by 50 or 51.
+    so it can be replaced by 50 or 51. The addresses are kept as bytes and turned into
+    ``ipaddress`` objects only when asked for: the data path does not need them.
     """
 
-    version: int
-    src: IPAddress
-    dst: IPAddress
-    header: bytes
-    next_header: int
-    nh_offset: int
-    total_length: int
+    __slots__ = ("dst_bytes", "header", "next_header", "nh_offset", "src_bytes",
+                 "total_length", "version")
+
+    def __init__(self, version: int, src_bytes: bytes, dst_bytes: bytes, header: bytes,
+                 next_header: int, nh_offset: int, total_length: int) -> None:
+        self.version = version
+        self.src_bytes = src_bytes
+        self.dst_bytes = dst_bytes
+        self.header = header
+        self.next_header = next_header
+        self.nh_offset = nh_offset
+        self.total_length = total_length
+
+    @property
+    def src(self) -> IPAddress:
+        return (IPv4Address if self.version == 4 else IPv6Address)(self.src_bytes)
+
+    @property
+    def dst(self) -> IPAddress:
+        return (IPv4Address if self.version == 4 else IPv6Address)(self.dst_bytes)
 
     @property
     def header_length(self) -> int:
         return len(self.header)
+
+
+def packet_length(packet: bytes) -> int:
+    """The length an IP packet's own header gives (IPv4 Total Length, IPv6 40 + Payload Length)."""
+    if packet[0] >> 4 == 4:
+        return (packet[2] << 8) | packet[3]
+    return 40 + ((packet[4] << 8) | packet[5])
 
 
 def parse_header(packet: bytes) -> IPHeader:
@@ -89,8 +108,7 @@ def parse_header(packet: bytes) -> IPHeader:
         total = struct.unpack_from("!H", packet, 2)[0]
         if ihl < 20 or total < ihl or len(packet) < total:
             raise MalformedIP("IPv4 header length or total length is inconsistent")
-        return IPHeader(4, IPv4Address(packet[12:16]), IPv4Address(packet[16:20]),
-                        bytes(packet[:ihl]), packet[9], 9, total)
+        return IPHeader(4, packet[12:16], packet[16:20], bytes(packet[:ihl]), packet[9], 9, total)
     if version == 6:
         if len(packet) < 40:
             raise MalformedIP("IPv6 header truncated")
@@ -107,8 +125,8 @@ def parse_header(packet: bytes) -> IPHeader:
             nh, nh_offset, offset = packet[offset], offset, offset + length
         if offset > total:
             raise MalformedIP("IPv6 extension header truncated")
-        return IPHeader(6, IPv6Address(packet[8:24]), IPv6Address(packet[24:40]),
-                        bytes(packet[:offset]), nh, nh_offset, total)
+        return IPHeader(6, packet[8:24], packet[24:40], bytes(packet[:offset]), nh, nh_offset,
+                        total)
     raise MalformedIP(f"IP version {version}")
 
 
@@ -131,6 +149,40 @@ def ipv4_header(src: IPv4Address, dst: IPv4Address, proto: int, payload_length: 
     hdr = _IPV4.pack(0x45, tos, 20 + payload_length, ident & 0xFFFF, 0x4000 if df else 0,
                      ttl, proto, 0, src.packed, dst.packed)
     return hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
+
+
+class OuterHeader:
+    """The outer header of one tunnel, built once and finished per packet (RFC 4301 §5.1.2).
+
+    Only the length, the identification, the DS/ECN byte and DF change from packet to packet,
+    so the checksum of everything else is summed once here.
+    """
+
+    __slots__ = ("_base", "_head", "_tail", "version")
+
+    def __init__(self, src: IPAddress, dst: IPAddress, proto: int, ttl: int = 64) -> None:
+        if src.version != dst.version:
+            raise ValueError(f"address families differ: {src} and {dst}")
+        self.version = src.version
+        if src.version == 4:
+            self._tail = bytes((ttl, proto)) + b"\x00\x00" + src.packed + dst.packed
+            words = struct.unpack("!6H", self._tail)
+            self._base = 0x4500 + sum(words)
+        else:
+            self._head = struct.pack("!BB", proto, ttl)
+            self._tail = src.packed + dst.packed
+
+    def build(self, payload_length: int, tos: int = 0, ident: int = 0, df: bool = False) -> bytes:
+        if self.version == 4:
+            total = 20 + payload_length
+            flags = 0x4000 if df else 0
+            value = self._base + tos + total + ident + flags
+            value = (value & 0xFFFF) + (value >> 16)
+            value = (value & 0xFFFF) + (value >> 16)
+            return (struct.pack("!BBHHHBBH", 0x45, tos, total, ident, flags, self._tail[0],
+                                self._tail[1], ~value & 0xFFFF) + self._tail[4:])
+        first = (6 << 28) | ((tos & 0xFF) << 20)
+        return struct.pack("!IH", first, payload_length) + self._head + self._tail
 
 
 def ipv6_header(src: IPv6Address, dst: IPv6Address, next_header: int, payload_length: int, *,

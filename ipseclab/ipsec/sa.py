@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from ipseclab.crypto.transforms import EncryptionAlgorithm, IntegrityAlgorithm
 from ipseclab.errors import ConfigError
-from ipseclab.ipsec.ip import IPAddress, as_address
+from ipseclab.ipsec.ip import PROTO_AH, PROTO_ESP, PROTO_UDP, IPAddress, OuterHeader, as_address
 from ipseclab.ipsec.replay import ReplayWindow
 
 
@@ -119,6 +119,16 @@ class SecurityAssociation:
                          else self.mac.icv_size if self.mac else 0)
         self.replay = ReplayWindow(self.replay_window, esn=self.esn)
         self.ident = 0
+        self.dst_packed = self.dst.packed
+        outer_proto = (PROTO_UDP if self.encap is not None
+                       else PROTO_AH if self.protocol is Protocol.AH else PROTO_ESP)
+        self.outer = OuterHeader(self.src, self.dst, outer_proto)
+
+    def next_ident(self) -> int:
+        """The IPv4 identification of the next outer header: never 0, which Linux would
+        replace on a raw socket (and AH's ICV covers it)."""
+        self.ident = self.ident % 0xFFFF + 1
+        return self.ident
 
     @property
     def family(self) -> int:

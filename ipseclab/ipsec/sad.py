@@ -20,12 +20,15 @@ class SAD:
     def __init__(self) -> None:
         self._by_spi: dict[tuple[Protocol, int], list[SecurityAssociation]] = {}
         self._all: list[SecurityAssociation] = []
+        self._outbound_cache: dict[tuple, SecurityAssociation | None] = {}
 
     def add(self, sa: SecurityAssociation) -> None:
         self._by_spi.setdefault((sa.protocol, sa.spi), []).append(sa)
         self._all.append(sa)
+        self._outbound_cache.clear()
 
     def remove(self, sa: SecurityAssociation) -> None:
+        self._outbound_cache.clear()
         self._all.remove(sa)
         group = self._by_spi[(sa.protocol, sa.spi)]
         group.remove(sa)
@@ -33,6 +36,7 @@ class SAD:
             del self._by_spi[(sa.protocol, sa.spi)]
 
     def flush(self) -> None:
+        self._outbound_cache.clear()
         self._by_spi.clear()
         self._all.clear()
 
@@ -43,15 +47,19 @@ class SAD:
         return len(self._all)
 
     def lookup_inbound(self, protocol: Protocol | str, spi: int,
-                       dst: IPAddress | None = None) -> SecurityAssociation | None:
-        """The SA for a received packet: by protocol and SPI, then by destination."""
-        group = self._by_spi.get((Protocol(protocol), spi))
+                       dst: IPAddress | bytes | None = None) -> SecurityAssociation | None:
+        """The SA for a received packet: by protocol and SPI, then by destination.
+
+        ``dst`` may be the address as bytes, straight from the packet.
+        """
+        group = self._by_spi.get((protocol, spi))  # Protocol is a str enum: "esp" works too
         if not group:
             return None
-        if dst is None or len(group) == 1:
-            return group[0] if dst is None or group[0].dst == dst else None
+        if dst is None:
+            return group[0]
+        packed = dst if isinstance(dst, bytes) else dst.packed
         for sa in group:
-            if sa.dst == dst:
+            if sa.dst_packed == packed:
                 return sa
         return None
 
@@ -59,7 +67,17 @@ class SAD:
                         src: IPAddress | None = None,
                         dst: IPAddress | None = None) -> SecurityAssociation | None:
         """The SA that fulfils an SPD template; the newest wins (make-before-break rekey)."""
-        protocol = Protocol(protocol)
+        key = (protocol, reqid, src, dst)
+        try:
+            return self._outbound_cache[key]
+        except KeyError:
+            pass
+        found = self._outbound_cache[key] = self._find_outbound(Protocol(protocol), reqid,
+                                                                  src, dst)
+        return found
+
+    def _find_outbound(self, protocol: Protocol, reqid: int, src: IPAddress | None,
+                       dst: IPAddress | None) -> SecurityAssociation | None:
         for sa in reversed(self._all):
             if sa.protocol is not protocol:
                 continue
