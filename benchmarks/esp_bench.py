@@ -1,0 +1,100 @@
+"""ESP speed, side by side in one run: ipseclab, bare `cryptography` AESGCM, scapy.
+
+    .venv/bin/python benchmarks/esp_bench.py [--packets N] [--size BYTES]
+
+The goal (issue 2): encapsulation and decapsulation of 1400-byte packets with aes128gcm16
+at >= 50% of the packet rate of bare AESGCM calls on the same payloads, and >= 100x scapy's
+SecurityAssociation. Figures, not assertions: rates vary with the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from scapy.layers.inet import IP, UDP
+from scapy.layers.ipsec import ESP
+from scapy.layers.ipsec import SecurityAssociation as ScapySA
+from scapy.packet import Raw
+
+from ipseclab.crypto import transforms
+from ipseclab.ipsec import esp
+from ipseclab.ipsec.sa import SecurityAssociation
+
+
+def rate(fn, n: int) -> float:
+    start = time.perf_counter()
+    fn(n)
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--packets", type=int, default=20000)
+    ap.add_argument("--size", type=int, default=1400)
+    a = ap.parse_args()
+    n, size = a.packets, a.size
+    inner = bytes(IP(src="10.1.0.10", dst="10.2.0.10") / UDP(sport=1, dport=50000)
+                  / Raw(os.urandom(size - 28)))
+    keymat = os.urandom(20)
+    alg = transforms.encryption("aes128gcm16")
+
+    def pair():
+        args = dict(spi=0x1000, src="192.0.2.1", dst="192.0.2.2", mode="tunnel",
+                    encryption=alg, encryption_key=keymat, replay_window=0)
+        return SecurityAssociation(**args), SecurityAssociation(**args)
+
+    aead = AESGCM(keymat[:16])
+    salt = keymat[16:]
+    ct = aead.encrypt(salt + bytes(8), inner, bytes(8))
+
+    def bare_enc(k):
+        for i in range(k):
+            aead.encrypt(salt + i.to_bytes(8, "big"), inner, bytes(8))
+
+    def bare_dec(k):
+        for _ in range(k):
+            aead.decrypt(salt + bytes(8), ct, bytes(8))
+
+    out, _ = pair()
+
+    def ours_enc(k):
+        for _ in range(k):
+            esp.encapsulate(out, inner)
+
+    sender, receiver = pair()
+    wire = [esp.encapsulate(sender, inner) for _ in range(n)]
+
+    def ours_dec(k):
+        for w in wire[:k]:
+            esp.decapsulate(receiver, w)
+
+    scapy_sa = ScapySA(ESP, spi=0x1000, crypt_algo="AES-GCM", crypt_key=keymat,
+                       tunnel_header=IP(src="192.0.2.1", dst="192.0.2.2"))
+    pkt = IP(inner)
+    m = max(200, n // 100)
+
+    def scapy_enc(k):
+        for _ in range(k):
+            scapy_sa.encrypt(pkt)
+
+    rows = [("bare AESGCM encrypt", rate(bare_enc, n)), ("ipseclab encapsulate", rate(ours_enc, n)),
+            ("scapy encrypt", rate(scapy_enc, m)), ("bare AESGCM decrypt", rate(bare_dec, n)),
+            ("ipseclab decapsulate", rate(ours_dec, n))]
+    print(f"{n} packets of {size} bytes, aes128gcm16, tunnel mode (scapy: {m} packets)")
+    print(f"{'':24s} {'packets/s':>12s}")
+    for name, r in rows:
+        print(f"{name:24s} {r:12,.0f}")
+    d = dict(rows)
+    print(f"encapsulate / bare encrypt:  {d['ipseclab encapsulate'] / d['bare AESGCM encrypt']:.2f}"
+          "  (goal >= 0.50)")
+    print(f"decapsulate / bare decrypt:  {d['ipseclab decapsulate'] / d['bare AESGCM decrypt']:.2f}"
+          "  (goal >= 0.50)")
+    print(f"encapsulate / scapy:         {d['ipseclab encapsulate'] / d['scapy encrypt']:.0f}x"
+          "  (goal >= 100x)")
+
+
+if __name__ == "__main__":
+    main()
