@@ -36,6 +36,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from time import monotonic
 from typing import Any, Protocol
 
 from ipseclab.drivers.netconf import NetConf, NetConfError, local_addresses
@@ -170,7 +171,7 @@ class Gateway:
         self._udp: dict[int, socket.socket] = {}
         # Per outbound SA: (socket, address, bytes to strip); and what it sent.
         self._send_plan: dict[SecurityAssociation, tuple[socket.socket, tuple, int]] = {}
-        self.tx: dict[SecurityAssociation, list[int]] = {}
+        self._lifetime_task: asyncio.Task | None = None
         self._routes: dict[tuple[int, str], list[str]] = {}
         self._addresses = _AddressCache()
         self._stop = asyncio.Event()
@@ -212,6 +213,8 @@ class Gateway:
         self._configure_kernel()
         self._open_sockets()
         self.sync_routes()
+        self.engine.start_lifetimes(monotonic())
+        self._lifetime_task = asyncio.get_running_loop().create_task(self._lifetime_loop())
         if o.keylog_dir is not None:
             from ipseclab.keylog import EspSaFile, keylog_dir_layout
 
@@ -225,6 +228,10 @@ class Gateway:
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._lifetime_task is not None:
+            self._lifetime_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._lifetime_task
         if self.tun is not None and self.tun.fd >= 0:
             loop.remove_reader(self.tun.fd)
         for sock in self._sockets:
@@ -410,7 +417,9 @@ class Gateway:
     def _outbound(self, packet: bytes) -> None:
         c = self.counters
         c.tun_read += 1
-        result = self.engine.outbound(packet)
+        result = self.engine.outbound(packet, monotonic())
+        if self.engine.events:
+            self._lifetime_events()
         action = result.action
         if action == "protect":
             sa = result.sa
@@ -429,9 +438,6 @@ class Gateway:
                 return
             c.protected += 1
             c.wire_sent += 1
-            tx = self.tx[sa]
-            tx[0] += 1
-            tx[1] += len(packet)
         elif action == "bypass":
             self._send_bypass(packet)
         elif action == "discard":
@@ -462,7 +468,6 @@ class Gateway:
             self.ratelog("sport", "%s: source port %d is not supported, sending from %d",
                          sa.name, sa.encap.sport, NAT_T_PORT)
         plan = self._send_plan[sa] = (sock, addr, strip)
-        self.tx.setdefault(sa, [0, 0])
         return plan
 
     def _send_bypass(self, packet: bytes) -> None:
@@ -531,7 +536,7 @@ class Gateway:
         c = self.counters
         c.wire_received += 1
         try:
-            result = self.engine.inbound(packet)
+            result = self.engine.inbound(packet, monotonic())
         except Exception:
             c.internal_errors += 1
             self.ratelog("internal-in", "inbound packet failed", exc_info=True)
@@ -587,7 +592,8 @@ class Gateway:
                     continue
                 src = cache.get_address(socket.inet_pton(
                     socket.AF_INET if family == 4 else socket.AF_INET6, addr[0].split("%")[0]))
-                result = self.engine.inbound_datagram(data, src, cache.get_address(dst))
+                result = self.engine.inbound_datagram(data, src, cache.get_address(dst),
+                                                      monotonic())
             except Exception:
                 c.internal_errors += 1
                 self.ratelog("internal-udp", "UDP 4500 datagram failed", exc_info=True)
@@ -624,9 +630,30 @@ class Gateway:
             raise
         for sa in states:
             self.engine.sad.add(sa)
+        self.engine.start_lifetimes(monotonic())
         if self.tun is not None:
             self.sync_routes()
         self._keylog_add(states)
+
+    def _lifetime_events(self) -> None:
+        """Act on SA lifetimes: log soft limits (a rekey is due), forget hard-expired SAs."""
+        events, self.engine.events = self.engine.events, []
+        for ev in events:
+            if ev.hard:
+                self._send_plan.pop(ev.sa, None)
+                log.warning("%s: hard lifetime reached (%s); SA removed", ev.sa.name, ev.event)
+            else:
+                log.info("%s: soft lifetime reached (%s); a rekey is due", ev.sa.name, ev.event)
+
+    async def _lifetime_loop(self) -> None:
+        """Time limits expire without traffic too: poll the engine at its next deadline."""
+        while True:
+            deadline = self.engine.next_deadline()
+            delay = 1.0 if deadline is None else min(1.0, max(0.0, deadline - monotonic()))
+            await asyncio.sleep(delay)
+            self.engine.poll(monotonic())
+            if self.engine.events:
+                self._lifetime_events()
 
     def flush(self) -> None:
         """Remove every SA and policy (``ip xfrm state flush; ip xfrm policy flush``)."""
@@ -634,7 +661,6 @@ class Gateway:
         self.engine.sad.flush()
         self.engine.spd.flush()
         self._send_plan.clear()
-        self.tx.clear()
         if self.tun is not None:
             self.sync_routes()
         if self._keylog is not None:
@@ -723,7 +749,7 @@ class Gateway:
 
     def list_sas(self) -> list[dict[str, Any]]:
         mine = local_addresses()
-        return [sa_json(sa, "in" if str(sa.dst) in mine else "out", self.tx.get(sa))
+        return [sa_json(sa, "in" if str(sa.dst) in mine else "out", None)
                 for sa in self.engine.sad]
 
     def stats(self) -> dict[str, Any]:

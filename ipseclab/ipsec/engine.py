@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ipseclab.ipsec import ah, esp, ip
+from ipseclab.ipsec.lifetime import LifetimeEvent, LifetimeKind, LifetimeTracker
 from ipseclab.ipsec.sa import Protocol, SecurityAssociation
 from ipseclab.ipsec.sad import SAD
 from ipseclab.ipsec.selectors import MalformedPacket, PacketFields, parse_fields
@@ -39,6 +40,21 @@ class Outbound:
     policy: Policy | None = None
     template: Template | None = None
     detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SaExpired:
+    """An SA reached a lifetime limit (RFC 4301 §4.4.2.1): soft means rekey, hard means gone.
+
+    After a hard event the engine has already removed the SA from the SAD.
+    """
+
+    sa: SecurityAssociation
+    event: LifetimeEvent
+
+    @property
+    def hard(self) -> bool:
+        return self.event.kind is LifetimeKind.HARD
 
 
 @dataclass
@@ -68,11 +84,56 @@ class IpsecEngine:
         self.sad = sad if sad is not None else SAD()
         self.default_outbound = default_outbound
         self.counters = EngineCounters()
+        self.events: list[SaExpired] = []
+        self._trackers: dict[SecurityAssociation, LifetimeTracker] = {}
+
+    # -- lifetimes ---------------------------------------------------------------------
+
+    def _account(self, sa: SecurityAssociation, nbytes: int, now: float | None) -> bool:
+        """Count traffic against the SA's lifetime; False once it is hard-expired."""
+        if sa.lifetime is None or now is None:
+            return True
+        tracker = self._trackers.get(sa)
+        if tracker is None:
+            tracker = self._trackers[sa] = LifetimeTracker(sa.lifetime, now)
+        if tracker.expired:
+            return False
+        # As in Linux: the packet that reaches a hard limit still goes; the next one does not.
+        for event in tracker.account(nbytes, now):
+            self._expire(sa, event)
+        return True
+
+    def _expire(self, sa: SecurityAssociation, event: LifetimeEvent) -> None:
+        self.events.append(SaExpired(sa, event))
+        if event.kind is LifetimeKind.HARD and sa in self.sad:
+            self.sad.remove(sa)
+            self._trackers.pop(sa, None)
+
+    def poll(self, now: float) -> list[SaExpired]:
+        """Check time limits; a driver calls this by :meth:`next_deadline`. Returns new events."""
+        before = len(self.events)
+        for sa, tracker in list(self._trackers.items()):
+            for event in tracker.poll(now):
+                self._expire(sa, event)
+        return self.events[before:]
+
+    def next_deadline(self) -> float | None:
+        deadlines = [d for t in self._trackers.values() if (d := t.next_deadline()) is not None]
+        return min(deadlines, default=None)
+
+    def start_lifetimes(self, now: float) -> None:
+        """Start the clock of every SA with a lifetime (time limits run from here)."""
+        for sa in self.sad:
+            if sa.lifetime is not None and sa not in self._trackers:
+                self._trackers[sa] = LifetimeTracker(sa.lifetime, now)
 
     # -- outbound ----------------------------------------------------------------------
 
-    def outbound(self, packet: bytes) -> Outbound:
-        """Apply the SPD to one IP packet leaving this node."""
+    def outbound(self, packet: bytes, now: float | None = None) -> Outbound:
+        """Apply the SPD to one IP packet leaving this node.
+
+        With ``now``, traffic counts against the SAs' lifetimes (see :attr:`events`).
+        """
         try:
             fields = parse_fields(packet)
         except MalformedPacket as exc:
@@ -101,10 +162,16 @@ class IpsecEngine:
             sas.append(sa)
         # RFC 4301 §4.5: ESP is applied first and AH outside it.
         sas.sort(key=lambda s: s.protocol is Protocol.AH)
+        plain_length = len(packet)
         try:
             for sa in sas:
+                if not self._account(sa, plain_length, now):
+                    return Outbound("acquire", sa=sa, policy=policy, template=None,
+                                    detail=f"{sa.name} reached its hard lifetime")
                 packet = (esp.encapsulate if sa.protocol is Protocol.ESP
                           else ah.encapsulate)(sa, packet)
+                sa.counters.packets += 1
+                sa.counters.bytes += plain_length
         except ProtectError as exc:
             return Outbound("error", sa=sa, policy=policy, detail=str(exc))
         self.counters.outbound_protected += 1
@@ -117,7 +184,7 @@ class IpsecEngine:
 
     # -- inbound -----------------------------------------------------------------------
 
-    def inbound(self, packet: bytes) -> Unprotected:
+    def inbound(self, packet: bytes, now: float | None = None) -> Unprotected:
         """Process one received IP packet carrying ESP, AH or ESP in UDP 4500."""
         try:
             hdr = ip.parse_header(packet)
@@ -155,13 +222,19 @@ class IpsecEngine:
             result = ah.decapsulate(sa, packet)
             if result.status is Status.OK and result.next_header == ip.PROTO_ESP:
                 # AH around ESP: carry on with the ESP inside (RFC 4301 §5.2, step 4).
-                return self.inbound(result.inner)
+                return self.inbound(result.inner, now)
         else:
             return self._count(Unprotected(Status.MALFORMED, detail=f"protocol {proto}"))
-        return self._count(self._check_inner(result))
+        return self._count(self._check_inner(self._lifetime_in(result, now)))
+
+    def _lifetime_in(self, result: Unprotected, now: float | None) -> Unprotected:
+        if result.status is Status.OK and not self._account(result.sa, len(result.payload), now):
+            result.status = Status.EXPIRED
+            result.detail = f"{result.sa.name} reached its hard lifetime"
+        return result
 
     def inbound_datagram(self, datagram: bytes, src: ip.IPAddress,
-                         dst: ip.IPAddress) -> Unprotected:
+                         dst: ip.IPAddress, now: float | None = None) -> Unprotected:
         """Process an ESP datagram that arrived without its IP header (a UDP 4500 socket)."""
         if len(datagram) < 8:
             return self._count(Unprotected(Status.MALFORMED, detail="ESP header truncated"))
@@ -177,7 +250,7 @@ class IpsecEngine:
             if sa.mode.value == "transport":
                 outer = ip.parse_header(ip.ip_header(src, dst, result.next_header, 0))
             result = esp.inner_packet(sa, result, outer)
-        return self._count(self._check_inner(result))
+        return self._count(self._check_inner(self._lifetime_in(result, now)))
 
     def _check_inner(self, result: Unprotected) -> Unprotected:
         """RFC 4301 §5.2 step 4: the inner packet must fit the SA's selectors and the SPD."""

@@ -43,6 +43,9 @@ class SAD:
     def __iter__(self) -> Iterator[SecurityAssociation]:
         return iter(list(self._all))
 
+    def __contains__(self, sa: object) -> bool:
+        return sa in self._all
+
     def __len__(self) -> int:
         return len(self._all)
 
