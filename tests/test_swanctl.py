@@ -1,0 +1,308 @@
+"""swanctl.conf loading: realistic configs as strongSwan's docs write them, and every error."""
+
+from __future__ import annotations
+
+import base64
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ipseclab.config.swanctl import load_swanctl, parse_settings, parse_time
+from ipseclab.errors import ConfigError
+from ipseclab.ike import testpki
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+PSK_SITE = """\
+    # site-to-site with a pre-shared key, as in strongSwan's quickstart
+    connections {
+       gw-gw {
+          local_addrs  = 192.0.2.1
+          remote_addrs = 198.51.100.1
+          proposals = aes128gcm16-prfsha256-x25519, default
+          version = 2
+          dpd_delay = 30s
+          rekey_time = 2h
+
+          local {
+             auth = psk
+             id = moon.strongswan.org
+          }
+          remote {
+             auth = psk
+             id = sun.strongswan.org
+          }
+          children {
+             net-net {
+                local_ts  = 10.1.0.0/16
+                remote_ts = 10.2.0.0/16, 10.3.0.0/16[tcp/80]
+                esp_proposals = aes128gcm16-x25519
+                rekey_time = 30m
+                start_action = trap
+                dpd_action = restart
+                updown = /usr/local/libexec/ipsec/_updown iptables
+             }
+          }
+       }
+    }
+    secrets {
+       ike-any {
+          secret = "not this one"
+       }
+       ike-1 {
+          id-moon = moon.strongswan.org
+          id-sun = sun.strongswan.org
+          secret = 0sv+NkxY9LLZvwj4qCC2o/gGrWDF2d21jL
+       }
+    }
+"""
+
+
+def test_psk_site_to_site(tmp_path):
+    loaded = load_swanctl(write(tmp_path, "swanctl.conf", PSK_SITE))
+    conn = loaded.connections["gw-gw"]
+    assert conn.local_addrs == ["192.0.2.1"] and conn.remote_addrs == ["198.51.100.1"]
+    assert conn.local_id == "moon.strongswan.org" and conn.remote_id == "sun.strongswan.org"
+    assert conn.local_auth == conn.remote_auth == "psk"
+    assert conn.psk == base64.b64decode("v+NkxY9LLZvwj4qCC2o/gGrWDF2d21jL")
+    assert conn.rekey_time == 7200 and conn.dpd_delay == 30
+    child = conn.child("net-net")
+    assert child.remote_ts == ["10.2.0.0/16", "10.3.0.0/16[tcp/80]"]
+    assert (child.rekey_time, child.life_time) == (1800, 1980)
+    assert (child.start_action, child.dpd_action) == ("trap", "restart")
+    extras = loaded.extras["gw-gw"]
+    assert extras.over_time == 720 and extras.rand_time == 720  # 10 % of rekey_time
+    assert extras.children["net-net"].rand_time == 180
+    assert extras.children["net-net"].updown.endswith("_updown iptables")
+    assert any("updown" in w for w in loaded.warnings)
+    conn.check()
+
+
+def test_secret_lookup_prefers_exact_ids(tmp_path):
+    loaded = load_swanctl(write(tmp_path, "swanctl.conf", PSK_SITE))
+    secrets = loaded.secrets
+    assert secrets.shared_key("moon.strongswan.org", "sun.strongswan.org") != b"not this one"
+    assert secrets.shared_key("moon.strongswan.org", "venus.strongswan.org") == b"not this one"
+    hexed = write(tmp_path, "hex.conf", """\
+        secrets {
+           ike-x {
+              id = 10.0.0.0/8
+              secret = 0x0102ff
+           }
+        }
+    """)
+    assert load_swanctl(hexed).secrets.shared_key("10.1.2.3", "%any") == b"\x01\x02\xff"
+
+
+@pytest.fixture(scope="module")
+def pki_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("swanctl")
+    testpki.make_lab_pki(directory)
+    return directory
+
+
+ROAD_WARRIOR = """\
+    connections {
+       rw {
+          pools = rw_pool
+          send_cert = always
+          fragmentation = yes
+          local {
+             auth = pubkey
+             certs = moonCert.pem
+             id = moon.ipseclab.test
+          }
+          remote {
+             auth = pubkey
+             cacerts = caCert.pem
+             revocation = relaxed
+          }
+          children {
+             net {
+                local_ts = 10.1.0.0/16
+                esp_proposals = aes256gcm16-ecp256
+             }
+          }
+       }
+    }
+    pools {
+       rw_pool {
+          addrs = 10.3.0.0/24
+          dns = 10.1.0.53, 10.1.0.54
+       }
+    }
+    secrets {
+       private-moon {
+          file = moonKey.pem
+       }
+    }
+    authorities {
+       ipseclab {
+          cacert = caCert.pem
+          crl_uris = http://crl.ipseclab.test/ca.crl
+       }
+    }
+"""
+
+
+def test_certificate_road_warrior_with_pool(pki_dir):
+    loaded = load_swanctl(write(pki_dir, "swanctl.conf", ROAD_WARRIOR))
+    conn = loaded.connections["rw"]
+    assert conn.local_auth == "pubkey" and conn.remote_id == "%any"
+    assert conn.remote_addrs == ["%any"]
+    extras = loaded.extras["rw"]
+    assert extras.pools == ["rw_pool"] and extras.send_cert == "always"
+    assert extras.local_rounds[0].certs == [(pki_dir / "x509" / "moonCert.pem").resolve()]
+    assert extras.remote_rounds[0].cacerts == [(pki_dir / "x509ca" / "caCert.pem").resolve()]
+    assert loaded.pools["rw_pool"].addrs == "10.3.0.0/24"
+    assert loaded.pools["rw_pool"].attributes["dns"] == ["10.1.0.53", "10.1.0.54"]
+    assert loaded.secrets.private_keys[0].file == (pki_dir / "private" / "moonKey.pem").resolve()
+    assert any("authorities" in w for w in loaded.warnings)
+
+
+def test_transport_host_to_host(tmp_path):
+    path = write(tmp_path, "swanctl.conf", """\
+        connections {
+           host-host {
+              remote_addrs = 192.0.2.2
+              local { auth = psk }
+              remote { auth = psk }
+              children {
+                 host-host {
+                    mode = transport
+                    ah_proposals = sha256
+                    esp_proposals =
+                    life_time = 2h
+                 }
+              }
+           }
+        }
+        secrets { ike { secret = "a secret with # and \\"quotes\\"" } }
+    """)
+    loaded = load_swanctl(path)
+    conn = loaded.connections["host-host"]
+    child = conn.child()
+    assert child.mode == "transport" and child.esp_proposals == "default"
+    assert (child.rekey_time, child.life_time) == (3600, 7200)
+    assert loaded.extras["host-host"].children["host-host"].ah_proposals == "sha256"
+    assert conn.psk == b'a secret with # and "quotes"'
+    assert conn.local_id == "" and conn.remote_id == "%any"
+
+
+def test_includes_references_and_merging(tmp_path):
+    write(tmp_path, "conf.d/a.conf", """\
+        connections {
+           base {
+              rekey_time = 1h
+              local { auth = psk }
+           }
+        }
+    """)
+    write(tmp_path, "conf.d/b.conf", "secrets { ike-1 { secret = s3cret } }\n")
+    write(tmp_path, "children.inc", "net { local_ts = 10.9.0.0/24 }\n")
+    path = write(tmp_path, "swanctl.conf", """\
+        include conf.d/*.conf
+        include conf.d/nothing-*.conf
+        connections {
+           base { remote { auth = psk } }
+           derived : connections.base {
+              rekey_time = 3h
+              children {
+                 include children.inc
+              }
+           }
+        }
+    """)
+    loaded = load_swanctl(path)
+    assert loaded.connections["base"].rekey_time == 3600
+    derived = loaded.connections["derived"]
+    assert derived.rekey_time == 10800 and derived.local_auth == "psk"
+    assert derived.child("net").local_ts == ["10.9.0.0/24"]
+    assert derived.psk == b"s3cret"
+    tree = parse_settings(path)
+    assert "derived" in tree.items["connections"].items  # type: ignore[union-attr]
+
+
+def test_time_values():
+    assert [parse_time(t) for t in ("90", "30s", "10m", "4h", "1d")] == [90, 30, 600, 14400,
+                                                                          86400]
+    with pytest.raises(ValueError):
+        parse_time("4x")
+
+
+def test_unimplemented_keys_warn(tmp_path):
+    loaded = load_swanctl(write(tmp_path, "swanctl.conf", """\
+        connections {
+           c {
+              vips = 0.0.0.0
+              local { auth = psk }
+              remote { auth = eap-mschapv2 }
+              children { x { ipcomp = yes } }
+           }
+        }
+    """))
+    text = "\n".join(loaded.warnings)
+    assert "connections.c.vips" in text and "ipcomp" in text and "eap-mschapv2" in text
+    assert "swanctl.conf:3:" in text
+
+
+ERRORS = [
+    ("connections {\n  c {\n    rekey_tim = 1h\n  }\n}\n", 3, "did you mean 'rekey_time'"),
+    ("connections {\n  c {\n    children {\n      x {\n        esp_proposal = aes128\n"
+     "}}}}\n", 5, "did you mean 'esp_proposals'"),
+    ("connections {\n  c {\n    remote {\n      auth = pubkee\n    }\n  }\n}\n", 4,
+     "did you mean 'pubkey'"),
+    ("connections {\n  c {\n    rekey_time = 4x\n  }\n}\n", 3, "not a time"),
+    ("connections {\n  c {\n    local_port = 70000\n  }\n}\n", 3, "between 1 and 65535"),
+    ("connections {\n  c {\n    mobike = maybe\n  }\n}\n", 3, "yes or no"),
+    ("connections {\n  c {\n    proposals = aes128-sha256-modp9999\n  }\n}\n", 3, "proposals"),
+    ("connections {\n  c {\n    version = 1\n  }\n}\n", 3, "IKEv1"),
+    ("connections {\n  c {\n    children {\n      x {\n        mode = beet\n}}}}\n", 5,
+     "not supported"),
+    ("connections {\n  c {\n    local {\n      certs = missing.pem\n}}}\n", 4, "no such file"),
+    ("connections {\n  c {\n    pools = nopool\n  }\n}\n", 3, "no pool named"),
+    ("connection {\n}\n", 1, "did you mean 'connections'"),
+    ("secrets {\n  psk-1 {\n    secret = x\n  }\n}\n", 2, "secret sections start"),
+    ("secrets {\n  ike-1 {\n    secret = 0xZZ\n  }\n}\n", 3, "hex"),
+    ("secrets {\n  ike-1 {\n    id = a\n  }\n}\n", 2, "needs a secret"),
+    ("pools {\n  p {\n    addrs = 10.0.0.0/33\n  }\n}\n", 3, "not an address"),
+    ("connections {\n  c {\n    rekey_time = 1h\n", 2, "never closed"),
+    ("connections {\n}\n}\n", 3, "without a section"),
+    ("connections {\n  c = d\n}\n", 2, "only sections"),
+    ("a b c\n", 1, "expected '=' or '{'"),
+    ("secrets {\n  ike { secret = \"open\n}\n}\n", 2, "never closed"),
+    ("include nope.conf\n", 1, "does not exist"),
+    ("connections {\n  c : connections.zzz {\n  }\n}\n", 2, "does not exist"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "message"), ERRORS)
+def test_errors_name_file_line_and_key(tmp_path, text, line, message):
+    path = tmp_path / "swanctl.conf"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_swanctl(path)
+    assert info.value.file == str(path)
+    assert info.value.line == line, str(info.value)
+    assert message in str(info.value)
+
+
+def test_include_loop_is_an_error(tmp_path):
+    write(tmp_path, "a.conf", "include b.conf\n")
+    write(tmp_path, "b.conf", "include a.conf\n")
+    with pytest.raises(ConfigError, match="includes itself"):
+        load_swanctl(tmp_path / "a.conf")
+
+
+def test_secret_value_not_in_error(tmp_path):
+    path = write(tmp_path, "swanctl.conf", "secrets {\n ike { secret = 0xsupersecret }\n}\n")
+    with pytest.raises(ConfigError) as info:
+        load_swanctl(path)
+    assert "supersecret" not in str(info.value)
