@@ -120,9 +120,14 @@ class _Aead(EspCipher):
     """A combined-mode cipher whose nonce is salt || IV (RFC 4106 §4, RFC 4309 §4, RFC 7634 §2).
 
     The AEAD object is built once per SA, which is most of what makes ESP fast in Python.
+    ``raw`` exposes it to ESP's fast path: (encrypt, decrypt, salt).
     """
 
     __slots__ = ("_aead", "_icv", "_salt")
+
+    @property
+    def raw(self) -> tuple:
+        return self._aead.encrypt, self._aead.decrypt, self._salt
 
     def __init__(self, aead: AESGCM | AESCCM | ChaCha20Poly1305, salt: bytes, icv: int) -> None:
         self._aead = aead

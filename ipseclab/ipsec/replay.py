@@ -144,6 +144,8 @@ class ReplayWindow:
 
         Does not change the window: call :meth:`update` once the ICV verified.
         """
+        if not self._esn and self._highest < seq < _LOW32:
+            return ReplayCheck(ReplayVerdict.OK, seq)  # the usual case: the next packet
         seq64 = self.infer_seq64(seq)
         if seq64 <= 0:
             verdict = ReplayVerdict.REPLAY if seq64 == 0 else ReplayVerdict.TOO_OLD

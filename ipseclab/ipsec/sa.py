@@ -120,6 +120,11 @@ class SecurityAssociation:
         self.replay = ReplayWindow(self.replay_window, esn=self.esn)
         self.ident = 0
         self.dst_packed = self.dst.packed
+        self.spi_bytes = self.spi.to_bytes(4, "big")
+        # ESP's fast path: an AEAD whose nonce is salt || IV, without ESN or TFC padding.
+        raw = getattr(self.cipher, "raw", None)
+        self.fast_aead = (raw if raw is not None and not self.esn and not self.tfc_padding
+                          and self.protocol is Protocol.ESP else None)
         outer_proto = (PROTO_UDP if self.encap is not None
                        else PROTO_AH if self.protocol is Protocol.AH else PROTO_ESP)
         self.outer = OuterHeader(self.src, self.dst, outer_proto)
