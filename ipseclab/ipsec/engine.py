@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from ipseclab.ipsec import ah, esp, ip
 from ipseclab.ipsec.lifetime import LifetimeEvent, LifetimeKind, LifetimeTracker
-from ipseclab.ipsec.sa import Protocol, SecurityAssociation
+from ipseclab.ipsec.sa import Mode, Protocol, SecurityAssociation
 from ipseclab.ipsec.sad import SAD
 from ipseclab.ipsec.selectors import MalformedPacket, PacketFields, parse_fields
 from ipseclab.ipsec.spd import SPD, Policy, PolicyAction, Template
@@ -186,6 +186,16 @@ class IpsecEngine:
 
     def inbound(self, packet: bytes, now: float | None = None) -> Unprotected:
         """Process one received IP packet carrying ESP, AH or ESP in UDP 4500."""
+        if len(packet) >= 28 and packet[0] == 0x45 and packet[9] == ip.PROTO_ESP:
+            # The common case, IPv4 without options carrying ESP, without building a header.
+            sa = self.sad.lookup_inbound(Protocol.ESP, int.from_bytes(packet[20:24], "big"),
+                                         packet[16:20])
+            total = (packet[2] << 8) | packet[3]
+            if sa is not None and sa.mode is Mode.TUNNEL and total <= len(packet):
+                result = esp.unprotect(sa, packet[20:total])
+                if result.status is Status.OK:
+                    result = esp.inner_packet(sa, result, None)
+                return self._count(self._check_inner(self._lifetime_in(result, now)))
         try:
             hdr = ip.parse_header(packet)
         except ip.MalformedIP as exc:

@@ -228,6 +228,13 @@ def inner_packet(sa: SecurityAssociation, result: Unprotected,
 
 def decapsulate(sa: SecurityAssociation, packet: bytes) -> Unprotected:
     """Check and strip ESP from a whole IP packet (ESP directly in IP, or in UDP)."""
+    if (sa.mode is Mode.TUNNEL and len(packet) >= 28 and packet[0] == 0x45
+            and packet[9] == ip.PROTO_ESP):
+        # IPv4 without options carrying ESP: the outer header is not needed after this.
+        total = (packet[2] << 8) | packet[3]
+        if 28 <= total <= len(packet):
+            result = unprotect(sa, packet[20:total])
+            return inner_packet(sa, result, None) if result.status is Status.OK else result
     try:
         hdr = ip.parse_header(packet)
     except ip.MalformedIP as exc:
