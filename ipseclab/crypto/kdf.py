@@ -28,7 +28,9 @@ def skeyseed_rekey(prf: PrfAlgorithm, sk_d_old: bytes, g_ir_new: bytes, ni: byte
                    nr: bytes) -> bytes:
     """SKEYSEED of a rekeyed IKE SA = prf(SK_d (old), g^ir (new) | Ni | Nr) (RFC 7296 §2.18).
 
-    ``prf`` is the new IKE SA's PRF; Ni and Nr are the nonces of the CREATE_CHILD_SA exchange.
+    ``prf`` is the *old* IKE SA's PRF: the rekeying exchange belongs to the old SA (§2.18);
+    the new SA's PRF then derives the SK_* keys from this SKEYSEED. Ni and Nr are the nonces
+    of the CREATE_CHILD_SA exchange.
     """
     return prf.prf(sk_d_old, g_ir_new + ni + nr)
 

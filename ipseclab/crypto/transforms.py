@@ -224,6 +224,7 @@ class EncryptionAlgorithm:
     confidential: bool = True
     kernel_name: str = ""
     wireshark_name: str = ""
+    ike_wireshark_name: str = ""  # its name in Wireshark's ikev2_decryption_table
     legacy: bool = False
     rfc: str = ""
     _factory: Callable[[bytes, bytes, int], EspCipher] = field(repr=False, compare=False,
@@ -390,10 +391,12 @@ def _ccm(key: bytes, salt: bytes, icv: int) -> EspCipher:
 def _encryption_rows() -> list[EncryptionAlgorithm]:
     rows = [
         EncryptionAlgorithm("null", ENCR_NULL, 0, 0, 4, confidential=False,
-                            kernel_name="ecb(cipher_null)", wireshark_name="NULL", rfc="RFC 2410",
+                            kernel_name="ecb(cipher_null)", wireshark_name="NULL",
+                            ike_wireshark_name="NULL [RFC2410]", rfc="RFC 2410",
                             _factory=lambda k, s, i: _Null()),
         EncryptionAlgorithm("3des", ENCR_3DES, 24, 8, 8, kernel_name="cbc(des3_ede)",
-                            wireshark_name="TripleDES-CBC [RFC2451]", legacy=True,
+                            wireshark_name="TripleDES-CBC [RFC2451]",
+                            ike_wireshark_name="3DES [RFC2451]", legacy=True,
                             rfc="RFC 2451", _factory=_3des_cbc),
         EncryptionAlgorithm("chacha20poly1305", ENCR_CHACHA20_POLY1305, 32, 8, 4, icv_size=16,
                             salt_size=4, aead=True, counter_iv=True,
@@ -405,22 +408,26 @@ def _encryption_rows() -> list[EncryptionAlgorithm]:
         size = bits // 8
         rows.append(EncryptionAlgorithm(
             f"aes{bits}", ENCR_AES_CBC, size, 16, 16, kernel_name="cbc(aes)",
-            wireshark_name="AES-CBC [RFC3602]", rfc="RFC 3602", _factory=_aes_cbc))
+            wireshark_name="AES-CBC [RFC3602]", ike_wireshark_name=f"AES-CBC-{bits} [RFC3602]",
+            rfc="RFC 3602", _factory=_aes_cbc))
         rows.append(EncryptionAlgorithm(
             f"aes{bits}ctr", ENCR_AES_CTR, size, 8, 4, salt_size=4, counter_iv=True,
-            kernel_name="rfc3686(ctr(aes))", wireshark_name="AES-CTR [RFC3686]", rfc="RFC 3686",
+            kernel_name="rfc3686(ctr(aes))", wireshark_name="AES-CTR [RFC3686]",
+            ike_wireshark_name=f"AES-CTR-{bits} [RFC5930]", rfc="RFC 3686",
             _factory=lambda k, s, i: _Ctr(k, s)))
         for icv, iana in ((8, ENCR_AES_GCM_8), (12, ENCR_AES_GCM_12), (16, ENCR_AES_GCM_16)):
             rows.append(EncryptionAlgorithm(
                 f"aes{bits}gcm{icv}", iana, size, 8, 4, icv_size=icv, salt_size=4, aead=True,
                 counter_iv=True, kernel_name="rfc4106(gcm(aes))",
-                wireshark_name=f"AES-GCM with {icv} octet ICV [RFC4106]", rfc="RFC 4106",
+                wireshark_name=f"AES-GCM with {icv} octet ICV [RFC4106]",
+                ike_wireshark_name=f"AES-GCM-{bits} with {icv} octet ICV [RFC5282]", rfc="RFC 4106",
                 _factory=_gcm))
         for icv, iana in ((8, ENCR_AES_CCM_8), (12, ENCR_AES_CCM_12), (16, ENCR_AES_CCM_16)):
             rows.append(EncryptionAlgorithm(
                 f"aes{bits}ccm{icv}", iana, size, 8, 4, icv_size=icv, salt_size=3, aead=True,
                 counter_iv=True, kernel_name="rfc4309(ccm(aes))",
-                wireshark_name=f"AES-CCM with {icv} octet ICV [RFC4309]", rfc="RFC 4309",
+                wireshark_name=f"AES-CCM with {icv} octet ICV [RFC4309]",
+                ike_wireshark_name=f"AES-CCM-{bits} with {icv} octet ICV [RFC5282]", rfc="RFC 4309",
                 _factory=_ccm))
         rows.append(EncryptionAlgorithm(
             f"aes{bits}gmac", ENCR_NULL_AUTH_AES_GMAC, size, 8, 4, icv_size=16, salt_size=4,

@@ -1,14 +1,22 @@
-"""Child SA negotiation inside IKE_AUTH (RFC 7296 §1.3, §2.9, §2.17).
+"""Child SAs: what an IKE SA knows of each pair, and their keys (RFC 7296 §1.3, §2.9, §2.17).
 
-The initiator offers ESP proposals with its inbound SPI and two TS lists; the responder picks
-one proposal, narrows the selectors to its own policy and answers with its SPI. Both then
-take KEYMAT from SK_d and the nonces and build the two SAs of the pair.
+The initiator offers ESP proposals with its inbound SPI and two TS lists (in IKE_AUTH or a
+CREATE_CHILD_SA exchange); the responder picks one proposal, narrows the selectors to its own
+policy and answers with its SPI. Both then take KEYMAT from SK_d, the nonces and, with PFS,
+the new g^ir, and build the two SAs of the pair.
+
+A child SA's life (the ``state`` field)::
+
+    installed --our rekey request out--> rekeying --response--> rekeyed --Delete--> gone
+    installed --peer rekeyed it--> (still installed; its successor waits) --Delete--> gone
+    installed --our Delete out--> deleting --response--> gone
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ipseclab.crypto.dh import DhPrivate
 from ipseclab.crypto.prf import PrfAlgorithm
 from ipseclab.crypto.proposals import Proposal
 from ipseclab.ike.config import ChildConfig
@@ -16,7 +24,7 @@ from ipseclab.ike.keys import child_keys
 from ipseclab.ipsec.sa import Mode, SecurityAssociation, UdpEncap
 from ipseclab.ipsec.selectors import Selector, TrafficSelector
 
-__all__ = ["ChildSa", "build_child_sas"]
+__all__ = ["ChildRequest", "ChildSa", "build_child_sas"]
 
 
 @dataclass
@@ -33,23 +41,51 @@ class ChildSa:
     remote_ts: list[TrafficSelector]
     inbound: SecurityAssociation | None = field(default=None, repr=False)
     outbound: SecurityAssociation | None = field(default=None, repr=False)
+    state: str = "installed"  # installed | rekeying | rekeyed | deleting
+    outbound_ready: bool = True
+    initiated: bool = True  # we sent the request that made it
+    nonces: tuple[bytes, bytes] = (b"", b"")  # (Ni, Nr) of that exchange, for §2.8.1
+    replaces: ChildSa | None = field(default=None, repr=False)
+    replaced_by: ChildSa | None = field(default=None, repr=False)
+    rekey_at: float | None = None
+    expire_at: float | None = None
 
     @property
     def selectors(self) -> list[Selector]:
         return Selector.from_ts_lists(self.local_ts, self.remote_ts)
 
 
+@dataclass
+class ChildRequest:
+    """Our CREATE_CHILD_SA request for a new or a rekeyed child SA, kept for its response.
+
+    ``collision`` is the child SA we made as responder to the peer's rekey of the same old
+    child SA while this request was out (RFC 7296 §2.8.1).
+    """
+
+    config: ChildConfig
+    spi_in: int
+    ni: bytes
+    dh: DhPrivate | None
+    local_ts: list[TrafficSelector]
+    remote_ts: list[TrafficSelector]
+    old: ChildSa | None = None
+    retries: int = 0
+    collision: ChildSa | None = None
+
+
 def build_child_sas(child: ChildSa, *, initiator: bool, prf: PrfAlgorithm, sk_d: bytes,
                     ni: bytes, nr: bytes, local: tuple[str, int], remote: tuple[str, int],
-                    nat: bool) -> None:
+                    nat: bool, g_ir: bytes | None = None) -> None:
     """Fill ``child.inbound``/``child.outbound`` from KEYMAT (§2.17).
 
-    The initiator's outbound SA takes the first (initiator-to-responder) keys.
+    The initiator's outbound SA takes the first (initiator-to-responder) keys; ``g_ir`` is the
+    new shared secret of a CREATE_CHILD_SA exchange with PFS.
     """
     proposal = child.proposal
     encryption = proposal.encryption[0]
     integrity = proposal.integrity[0] if proposal.integrity else None
-    keys = child_keys(prf, sk_d, ni, nr, encryption, integrity)
+    keys = child_keys(prf, sk_d, ni, nr, encryption, integrity, g_ir)
     i_to_r = (keys.encr_i, keys.integ_i)
     r_to_i = (keys.encr_r, keys.integ_r)
     out_keys, in_keys = (i_to_r, r_to_i) if initiator else (r_to_i, i_to_r)

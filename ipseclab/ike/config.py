@@ -82,6 +82,7 @@ class IkeConfig:
     remote_port: int = 500
     dpd_delay: float = 0.0
     rekey_time: float = 14400.0
+    over_time: float | None = None  # the IKE SA dies at rekey_time + over_time (None: 10%)
     send_initial_contact: bool = True
 
     def __post_init__(self) -> None:
@@ -99,6 +100,14 @@ class IkeConfig:
     @cached_property
     def remote_id_matcher(self) -> IdentityMatcher:
         return IdentityMatcher.parse(self.remote_id or "%any")
+
+    @property
+    def life_time(self) -> float:
+        """When an IKE SA that could not be rekeyed is deleted (swanctl's ``over_time``)."""
+        if not self.rekey_time:
+            return 0.0
+        over = self.over_time if self.over_time is not None else self.rekey_time / 10
+        return self.rekey_time + over
 
     def child(self, name: str | None = None) -> ChildConfig:
         for child in self.children:

@@ -4,6 +4,8 @@ Driven like aioquic's connection::
 
     engine = IkeEngine([config], local_addr="192.0.2.1", rng=None)
     engine.initiate("site-b", now)                   # or wait for a peer
+    engine.create_child("site-b", "net2", now)       # CREATE_CHILD_SA over it
+    engine.rekey_child_sa(reqid, now); engine.rekey_ike_sa(name, now)  # timers do this too
     for data, src, dst in engine.datagrams_to_send(): sock.sendto(...)
     engine.receive_datagram(data, src=(addr, port), dst=(addr, port), now=now)
     while (event := engine.next_event()) is not None: ...
@@ -153,6 +155,42 @@ class IkeEngine:
             return False
         sa.delete(now)
         return True
+
+    def _established_sa(self, name_or_connection: str) -> IkeSa | None:
+        """An IKE SA by its name, else the newest established one of that connection."""
+        sa = self.find_ike_sa(name_or_connection)
+        if sa is not None:
+            return sa
+        live = [s for s in self._sas.values() if s.config is not None
+                and s.config.name == name_or_connection and s.state is State.ESTABLISHED
+                and not s._replaced()]
+        return live[-1] if live else None
+
+    def create_child(self, ike_sa: str, child: str, now: float) -> bool:
+        """Ask for one more child SA over an established IKE SA (CREATE_CHILD_SA, §1.3.1).
+
+        ``ike_sa``: the IKE SA's name (as events carry it) or its connection's name;
+        ``child``: a child of that connection's config. Its ``esp_proposals`` with a DH group
+        mean PFS (a KE payload). The outcome is a ChildSaEstablished or ChildSaFailed event.
+        False if there is no established IKE SA to do it over.
+        """
+        sa = self._established_sa(ike_sa)
+        if sa is None or sa.config is None or sa.state is not State.ESTABLISHED:
+            return False
+        return sa.create_child(sa.config.child(child), now)
+
+    def rekey_child_sa(self, reqid: int, now: float) -> bool:
+        """Rekey the (newest) child SA of ``reqid`` now (§1.3.3), as its timer would."""
+        for sa in list(self._sas.values()):
+            for child in reversed(sa.children):
+                if child.reqid == reqid and sa._may_rekey(child):
+                    return sa.create_child(child.config, now, old=child)
+        return False
+
+    def rekey_ike_sa(self, name: str, now: float) -> bool:
+        """Rekey the IKE SA ``name`` now (§1.3.2, §2.18), as its timer would."""
+        sa = self.find_ike_sa(name)
+        return sa is not None and sa.rekey(now)
 
     def delete_child_sa(self, reqid: int, now: float) -> bool:
         return any(sa.delete_child(reqid, now) for sa in list(self._sas.values()))

@@ -18,9 +18,13 @@ __all__ = [
     "ChildSaDeleted",
     "ChildSaEstablished",
     "ChildSaFailed",
+    "ChildSaOutboundReady",
+    "ChildSaRekeyed",
     "Event",
     "IkeSaDeleted",
     "IkeSaEstablished",
+    "IkeSaRekeyFailed",
+    "IkeSaRekeyed",
     "NegotiationFailed",
     "PeerUnreachable",
 ]
@@ -66,12 +70,36 @@ class IkeSaEstablished(Event):
 
 
 @dataclass
+class IkeSaRekeyed(IkeSaEstablished):
+    """A new IKE SA made by rekeying ``old_ike_sa`` (RFC 7296 §1.3.2, §2.18), with its keys
+    for the ``ikev2_decryption_table``. The child SAs move over to it; the old IKE SA's
+    :class:`IkeSaDeleted` (``rekeyed=True``) follows. Its SKEYSEED is
+    prf(SK_d (old), g^ir (new) | Ni | Nr).
+    """
+
+    old_ike_sa: str = ""
+
+
+@dataclass
+class IkeSaRekeyFailed(Event):
+    """Our IKE SA rekey was refused (``notify``); the old IKE SA stays and we try again."""
+
+    notify: int
+    reason: str = ""
+
+
+@dataclass
 class ChildSaEstablished(Event):
     """A child SA pair, ready to go into the SAD (RFC 7296 §2.17).
 
     ``inbound``/``outbound`` are complete :class:`SecurityAssociation` objects, ``selectors``
     the negotiated (local, remote) pairs for the SPD, ``reqid`` links both. ``local_ts`` and
     ``remote_ts`` are the narrowed TS lists as they went over the wire.
+
+    Install ``inbound`` now; install ``outbound`` now only if ``outbound_ready`` (else wait
+    for :class:`ChildSaOutboundReady`). ``rekeys`` is (SPI in, SPI out) of the child SA this
+    one replaces (RFC 7296 §2.8), None for a new child SA; a rekeyed child SA keeps its
+    ``reqid``, and the SAD's newest outbound SA of a reqid is the one used.
     """
 
     connection: str
@@ -84,6 +112,31 @@ class ChildSaEstablished(Event):
     local_ts: list[TrafficSelector]
     remote_ts: list[TrafficSelector]
     selectors: list[Selector]
+    rekeys: tuple[int, int] | None = None
+    outbound_ready: bool = True
+
+
+@dataclass
+class ChildSaRekeyed(ChildSaEstablished):
+    """A child SA made by a rekey (RFC 7296 §1.3.3, §2.8): make before break.
+
+    The old pair (``rekeys``) stays installed until its :class:`ChildSaDeleted`. The rekey
+    initiator gets ``outbound_ready=True``. The responder gets False: the initiator installs
+    its inbound SA only when our response arrives, so we keep sending on the old SA until
+    the old one is deleted (:class:`ChildSaOutboundReady` then says so). The loser of a rekey
+    collision (§2.8.1) also gets False for the redundant SA it deletes right away.
+    """
+
+
+@dataclass
+class ChildSaOutboundReady(Event):
+    """Start sending on ``outbound`` (add it to the SAD): the SA it replaces is going."""
+
+    child: str
+    reqid: int
+    spi_in: int
+    spi_out: int
+    outbound: SecurityAssociation
 
 
 @dataclass
@@ -104,14 +157,20 @@ class ChildSaDeleted(Event):
     spi_in: int
     spi_out: int
     by_peer: bool = False
+    rekeyed: bool = False  # an SA replaced by a rekey (or a redundant one of a collision)
 
 
 @dataclass
 class IkeSaDeleted(Event):
-    """The IKE SA is gone, and with it every child SA it made (RFC 7296 §1.4.1)."""
+    """The IKE SA is gone, and with it every child SA it made (RFC 7296 §1.4.1).
+
+    ``rekeyed``: it was replaced by a rekeyed IKE SA (§2.18); its child SAs moved to the new
+    IKE SA and are not deleted.
+    """
 
     reason: str = ""
     by_peer: bool = False
+    rekeyed: bool = False
 
 
 @dataclass

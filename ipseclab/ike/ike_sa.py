@@ -6,6 +6,16 @@ exchange is accepted, and what handles it. Everything else is the handlers.
     initiator: INIT_SENT --IKE_SA_INIT resp--> AUTH_SENT --IKE_AUTH resp--> ESTABLISHED
     responder: (IKE_SA_INIT req, in the engine) INIT_DONE --IKE_AUTH req--> ESTABLISHED
     both:      ESTABLISHED --INFORMATIONAL--> ESTABLISHED | DELETED
+               ESTABLISHED --CREATE_CHILD_SA--> ESTABLISHED (new child SA, child SA rekey)
+               ESTABLISHED --CREATE_CHILD_SA(SA of IKE)--> a new IKE SA; the old is deleted
+
+Rekeying (§1.3.2, §1.3.3, §2.8, §2.18) is make-before-break: the new SA is reported before
+the old one is deleted, and the rekey responder waits for that delete before it sends on the
+new child SA (:class:`ipseclab.ike.events.ChildSaRekeyed`). Simultaneous rekeys of the same SA
+(§2.8.1, §2.8.2) are resolved by the nonces: the SA made by the exchange with the lowest of
+the four nonces is redundant and is deleted by the side that made it; the other side deletes
+the old SA. Timers (``rekey_time`` minus up to 10% of it, strongSwan-style, and the hard
+``life_time``) start rekeys and deletes by themselves.
 
 Reliability (§2.1): only the requester retransmits; a request is resent after 1, 2, 4, 8 and
 16 seconds (``retransmit_base``, doubling) and the SA is given up after the last timeout. A
@@ -22,14 +32,16 @@ import enum
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
+from ipseclab.crypto import kdf
 from ipseclab.crypto.dh import DhPrivate
 from ipseclab.crypto.proposals import Proposal
 from ipseclab.errors import AuthenticationFailed as IcvFailed
 from ipseclab.errors import ConfigError, InvalidKeyShare, IpsecLabError
 from ipseclab.ike import events, negotiation
-from ipseclab.ike.child import ChildSa, build_child_sas
+from ipseclab.ike.child import ChildRequest, ChildSa, build_child_sas
 from ipseclab.ike.config import ChildConfig, IkeConfig
 from ipseclab.ike.constants import AuthMethod, ExchangeType, HeaderFlag, NotifyType, ProtocolId
 from ipseclab.ike.keys import IkeSuite, ike_sa_keys
@@ -82,7 +94,12 @@ TRANSITIONS: dict[tuple[str, State, int, bool], str] = {
        for role in (_I, _R) for state in (State.ESTABLISHED, State.DELETING)},
     **{(role, State.ESTABLISHED, _CHILD, False): "_on_create_child_request"
        for role in (_I, _R)},
+    **{(role, State.ESTABLISHED, _CHILD, True): "_on_create_child_response"
+       for role in (_I, _R)},
+    **{(role, State.DELETING, _CHILD, False): "_refuse_create_child" for role in (_I, _R)},
 }
+
+_RETRY_REKEY = 10.0  # seconds before a refused rekey is tried again (TEMPORARY_FAILURE)
 
 
 @dataclass
@@ -95,6 +112,18 @@ class _Pending:
     sent_at: float
     tries: int = 0
     on_response: Callable[[Message, list[Payload], float], None] | None = None
+
+
+@dataclass
+class _IkeRekey:
+    """Our CREATE_CHILD_SA request that rekeys this IKE SA (§1.3.2); ``collision`` is the IKE
+    SA we made as responder to the peer's simultaneous rekey (§2.8.2)."""
+
+    spi: bytes
+    ni: bytes
+    dh: DhPrivate
+    retries: int = 0
+    collision: IkeSa | None = None
 
 
 class IkeSa:
@@ -143,6 +172,13 @@ class IkeSa:
         self.expires: float | None = None
         self.remote_id = ""
         self.local_id = ""
+        self.rekey_at: float | None = None  # when we rekey this IKE SA
+        self.life_ends: float | None = None  # when we delete it if it was not rekeyed
+        self._child_requests: list[ChildRequest] = []  # ours, sent or queued
+        self._ike_rekey: _IkeRekey | None = None
+        self._successor: IkeSa | None = None  # made by the peer's rekey of this IKE SA
+        self._rekeyed_to: IkeSa | None = None  # made by our rekey of this IKE SA
+        self._delete_reason = ""
 
     # -- names and helpers -------------------------------------------------------------
 
@@ -206,7 +242,17 @@ class IkeSa:
         dpd = self.config.dpd_delay if self.config else 0
         if dpd and self.state is State.ESTABLISHED and self._pending is None:
             times.append(self.last_heard + dpd)
+        if self.state is State.ESTABLISHED:
+            times += [t for t in (self.rekey_at, self.life_ends) if t is not None]
+            for child in self.children:
+                if child.rekey_at is not None and self._may_rekey(child):
+                    times.append(child.rekey_at)
+                if child.expire_at is not None:
+                    times.append(child.expire_at)
         return min(times) if times else None
+
+    def _may_rekey(self, child: ChildSa) -> bool:
+        return child.state == "installed" and child.replaced_by is None
 
     def handle_timer(self, now: float) -> None:
         if self.expires is not None and now >= self.expires:
@@ -223,7 +269,24 @@ class IkeSa:
             p.tries += 1
             p.sent_at = now
             self._transmit(p.data)
+        if self.state is not State.ESTABLISHED:
             return
+        if self.life_ends is not None and now >= self.life_ends:
+            self.life_ends = None
+            self.delete(now)  # §2.8: an IKE SA past its lifetime that could not be rekeyed
+            return
+        if self.rekey_at is not None and now >= self.rekey_at:
+            self.rekey_at = None
+            self.rekey(now)
+        for child in list(self.children):
+            if child.expire_at is not None and now >= child.expire_at:
+                child.expire_at = None
+                if child.spi_in not in self._deleting:
+                    self._request_child_delete([child], now)
+                continue
+            if child.rekey_at is not None and now >= child.rekey_at and self._may_rekey(child):
+                child.rekey_at = None
+                self.create_child(child.config, now, old=child)
         dpd = self.config.dpd_delay if self.config else 0
         if (dpd and self.state is State.ESTABLISHED and self._pending is None
                 and now >= self.last_heard + dpd):
@@ -238,6 +301,8 @@ class IkeSa:
         self.state = State.DELETED
         self._pending = None
         self._queue.clear()
+        self._child_requests.clear()
+        self._ike_rekey = None
         self.expires = None
         if was_established:
             for child in self.children:
@@ -245,9 +310,25 @@ class IkeSa:
                             reqid=child.reqid, spi_in=child.spi_in, spi_out=child.spi_out,
                             by_peer=by_peer)
             self.children.clear()
+        rekeyed = self._replaced()
         if notify_event:
-            self._event(events.IkeSaDeleted, now, reason=reason, by_peer=by_peer)
+            self._event(events.IkeSaDeleted, now, reason=self._delete_reason or reason,
+                        by_peer=by_peer, rekeyed=rekeyed)
         self.engine._forget(self)
+
+    def _replaced(self) -> bool:
+        """A rekey made a new IKE SA for this one: no new exchanges here (§2.18)."""
+        return self._rekeyed_to is not None or self._successor is not None
+
+    def _home(self) -> IkeSa:
+        """The IKE SA that holds the child SAs now: this one or the one that replaced it."""
+        sa = self
+        for _ in range(8):
+            nxt = sa._rekeyed_to or sa._successor
+            if nxt is None or nxt.state is State.DELETED:
+                break
+            sa = nxt
+        return sa
 
     def _fail(self, now: float, notify: int, reason: str, *, by_peer: bool = False) -> None:
         self._event(events.NegotiationFailed, now, notify=notify, reason=reason,
@@ -408,12 +489,17 @@ class IkeSa:
         self.engine._rekey_index(self)
         self._send_auth(now)
 
-    def _derive(self, proposal: Proposal, g_ir: bytes) -> None:
+    def _derive(self, proposal: Proposal, g_ir: bytes, skeyseed: bytes | None = None) -> None:
+        """The seven SK_* keys (§2.14); a rekeyed IKE SA brings its own SKEYSEED (§2.18)."""
         self.proposal = proposal
         self.suite = IkeSuite(proposal.encryption[0],
                               proposal.integrity[0] if proposal.integrity else None,
                               proposal.prf[0])
-        keys = ike_sa_keys(self.suite, self.ni, self.nr, g_ir, self.spi_i, self.spi_r)
+        if skeyseed is None:
+            keys = ike_sa_keys(self.suite, self.ni, self.nr, g_ir, self.spi_i, self.spi_r)
+        else:
+            keys = kdf.ike_keys(self.suite.prf, skeyseed, self.ni, self.nr, self.spi_i,
+                                self.spi_r, self.suite.key_sizes)
         self.keys = keys
         self.sk_d, self.sk_pi, self.sk_pr = keys.SK_d, keys.SK_pi, keys.SK_pr
         enc, integ = self.suite.encryption, self.suite.integrity
@@ -443,8 +529,8 @@ class IkeSa:
             if child.mode == "transport":
                 inner.append(Notify(NotifyType.USE_TRANSPORT_MODE))
             inner += [
-                negotiation.sa_payload_for(child.proposals, ProtocolId.ESP,
-                                           self._child_spi.to_bytes(4, "big")),
+                negotiation.sa_payload_for(negotiation.without_dh(child.proposals),
+                                           ProtocolId.ESP, self._child_spi.to_bytes(4, "big")),
                 TSi(negotiation.selectors_to_wire(child.selectors("local", self.local[0]))),
                 TSr(negotiation.selectors_to_wire(child.selectors("remote", self.remote[0]))),
             ]
@@ -496,7 +582,8 @@ class IkeSa:
             self._event(events.ChildSaFailed, now, child=child.name, notify=notify,
                         reason=f"responder answered {_notify_name(notify)}")
             return
-        choice = negotiation.accept_choice(child.proposals, sa, ProtocolId.ESP)
+        choice = negotiation.accept_choice(negotiation.without_dh(child.proposals), sa,
+                                           ProtocolId.ESP)
         local_ts = negotiation.selectors_from_wire(tsi.selectors)
         remote_ts = negotiation.selectors_from_wire(tsr.selectors)
         offered_local = child.selectors("local", self.local[0])
@@ -514,6 +601,12 @@ class IkeSa:
         self._install_child(child, choice[1], self._child_spi, spi_out,
                             "transport" if transport else "tunnel", local_ts, remote_ts, now)
 
+    def _child_failed_after_auth_spi(self, config: ChildConfig, spi_in: int, notify: int,
+                                     reason: str, now: float) -> None:
+        self._event(events.ChildSaFailed, now, child=config.name, notify=notify, reason=reason)
+        self.request(_INFO, [Delete.child_sas(ProtocolId.ESP, [spi_in.to_bytes(4, "big")])],
+                     now, None)
+
     def _child_failed_after_auth(self, child: ChildConfig, notify: int, now: float) -> None:
         """The responder's child SA is unacceptable to us: report it and delete it (§2.9)."""
         self._event(events.ChildSaFailed, now, child=child.name, notify=notify,
@@ -525,38 +618,78 @@ class IkeSa:
     def _install_child(self, config: ChildConfig, proposal: Proposal, spi_in: int,
                        spi_out: int, mode: str, local_ts: list, remote_ts: list,
                        now: float) -> None:
-        child = ChildSa(config, self.engine.new_reqid(), spi_in, spi_out, proposal, mode,
-                        local_ts, remote_ts)
+        """The child SA of IKE_AUTH: KEYMAT from the IKE SA's own nonces (§2.17)."""
+        child = self._make_child(config, proposal, spi_in, spi_out, mode, local_ts, remote_ts,
+                                 ni=self.ni, nr=self.nr, g_ir=None, initiated=self.initiator,
+                                 reqid=None, now=now)
+        if child is not None:
+            self._add_child(child, now)
+
+    def _make_child(self, config: ChildConfig, proposal: Proposal, spi_in: int, spi_out: int,
+                    mode: str, local_ts: list, remote_ts: list, *, ni: bytes, nr: bytes,
+                    g_ir: bytes | None, initiated: bool, reqid: int | None,
+                    now: float) -> ChildSa | None:
+        """A child SA pair with its keys (KEYMAT, §2.17), or None after a ChildSaFailed.
+
+        ``initiated``: we sent the request of the exchange, so our outbound SA takes the
+        initiator-to-responder keys, whichever side began the IKE SA. A rekey keeps the
+        old ``reqid``, so the SPD's templates find the new SAs.
+        """
+        child = ChildSa(config, reqid if reqid is not None else self.engine.new_reqid(),
+                        spi_in, spi_out, proposal, mode, local_ts, remote_ts,
+                        initiated=initiated, nonces=(ni, nr))
         try:
-            build_child_sas(child, initiator=self.initiator, prf=self.suite.prf,  # type: ignore
-                            sk_d=self.sk_d, ni=self.ni, nr=self.nr, local=self.local,
-                            remote=self.remote, nat=self.nat_detected)
+            build_child_sas(child, initiator=initiated, prf=self.suite.prf,  # type: ignore
+                            sk_d=self.sk_d, ni=ni, nr=nr, local=self.local,
+                            remote=self.remote, nat=self.nat_detected, g_ir=g_ir)
         except (ConfigError, IpsecLabError, ValueError) as error:
             self._event(events.ChildSaFailed, now, child=config.name,
                         notify=NotifyType.NO_PROPOSAL_CHOSEN, reason=str(error))
-            return
-        self.children.append(child)
-        self._event(events.ChildSaEstablished, now, connection=self.config.name,  # type: ignore
-                    child=config.name, reqid=child.reqid, mode=mode, proposal=str(proposal),
-                    inbound=child.inbound, outbound=child.outbound, local_ts=local_ts,
-                    remote_ts=remote_ts, selectors=child.selectors)
+            return None
+        return child
 
-    def _established(self, now: float) -> None:
+    def _add_child(self, child: ChildSa, now: float) -> None:
+        """Keep ``child``, start its timers and report it (a rekey as ChildSaRekeyed)."""
+        config = child.config
+        self.children.append(child)
+        if config.rekey_time:
+            span = config.rekey_time / 10
+            child.rekey_at = now + config.rekey_time - negotiation.jitter(self.engine.rng, span)
+        child.expire_at = now + config.life_time if config.life_time else None
+        old = child.replaces
+        self._event(events.ChildSaRekeyed if old is not None else events.ChildSaEstablished,
+                    now, connection=self.config.name,  # type: ignore[union-attr]
+                    child=config.name, reqid=child.reqid, mode=child.mode,
+                    proposal=str(child.proposal), inbound=child.inbound,
+                    outbound=child.outbound, local_ts=child.local_ts,
+                    remote_ts=child.remote_ts, selectors=child.selectors,
+                    rekeys=(old.spi_in, old.spi_out) if old is not None else None,
+                    outbound_ready=child.outbound_ready)
+
+    def _established(self, now: float, old: IkeSa | None = None) -> None:
         self.state = State.ESTABLISHED
         self.expires = None
         self.engine._established(self)
         self.last_heard = now
+        config = self.config
+        assert config is not None
+        if config.rekey_time:
+            span = config.rekey_time / 10
+            self.rekey_at = now + config.rekey_time - negotiation.jitter(self.engine.rng, span)
+        self.life_ends = now + config.life_time if config.life_time else None
         keys = self.keys
         suite = self.suite
         assert keys is not None and suite is not None
-        self._event(events.IkeSaEstablished, now, connection=self.config.name,  # type: ignore
+        extra = {"old_ike_sa": old.name} if old is not None else {}
+        self._event(events.IkeSaRekeyed if old is not None else events.IkeSaEstablished, now,
+                    connection=config.name,
                     initiator=self.initiator, spi_i=self.spi_i, spi_r=self.spi_r,
                     local=self.local, remote=self.remote, local_id=self.local_id,
                     remote_id=self.remote_id, proposal=str(self.proposal),
                     sk_ei=keys.SK_ei, sk_er=keys.SK_er, sk_ai=keys.SK_ai, sk_ar=keys.SK_ar,
                     encryption_name=_wireshark_encryption(suite),
                     integrity_name=_wireshark_integrity(suite),
-                    nat_detected=self.nat_detected)
+                    nat_detected=self.nat_detected, **extra)
 
     # -- IKE_AUTH, responder ----------------------------------------------------------------
 
@@ -611,49 +744,65 @@ class IkeSa:
 
     def _negotiate_child(self, inner: list[Payload], notifies: list[Notify]
                          ) -> tuple[list[Payload], tuple | int | None]:
-        """The responder's half of child SA creation: (reply payloads, result).
+        """The responder's half of child SA creation in IKE_AUTH: (reply payloads, result).
 
         The result is the arguments of :meth:`_install_child`, an error notify type, or
         None when the initiator asked for no child SA.
         """
+        if all(_find(inner, cls) is None for cls in (SecurityAssociation, TSi, TSr)):
+            return [], None
+        choice = self._choose_child(inner, notifies, pfs_group=None, only=None, ike_auth=True)
+        if isinstance(choice, int):
+            return [Notify(choice)], choice
+        child, wire, proposal, local_ts, remote_ts, mode = choice
+        spi_in = self.engine.new_child_spi()
+        reply: list[Payload] = []
+        if mode == "transport":
+            reply.append(Notify(NotifyType.USE_TRANSPORT_MODE))
+        reply += [
+            negotiation.sa_payload_for([proposal], ProtocolId.ESP, spi_in.to_bytes(4, "big"),
+                                       [wire.number]),
+            TSi(negotiation.selectors_to_wire(remote_ts)),
+            TSr(negotiation.selectors_to_wire(local_ts)),
+        ]
+        spi_out = int.from_bytes(wire.spi, "big")
+        return reply, (child, proposal, spi_in, spi_out, mode, local_ts, remote_ts)
+
+    def _choose_child(self, inner: list[Payload], notifies: list[Notify], *,
+                      pfs_group: int | None, only: ChildConfig | None, ike_auth: bool
+                      ) -> tuple | int:
+        """Pick a child config, proposal and narrowed selectors for the initiator's SA, TSi
+        and TSr (§2.7, §2.9): (config, wire proposal, proposal, local TS, remote TS, mode), or
+        the error notify type to answer. ``only``: the config of the child SA being rekeyed.
+        """
         config = self.config
         assert config is not None
         sa, tsi, tsr = _find(inner, SecurityAssociation), _find(inner, TSi), _find(inner, TSr)
-        if sa is None and tsi is None and tsr is None:
-            return [], None
         if sa is None or tsi is None or tsr is None:
-            return [Notify(NotifyType.INVALID_SYNTAX)], NotifyType.INVALID_SYNTAX
+            return NotifyType.INVALID_SYNTAX
         their_local = negotiation.selectors_from_wire(tsr.selectors)
         their_remote = negotiation.selectors_from_wire(tsi.selectors)
         theirs = negotiation.read_proposals(sa, ProtocolId.ESP)
+        if ike_auth:
+            theirs = [(w, negotiation.without_dh([p])[0]) for w, p in theirs]
         wants_transport = any(n.notify_type == NotifyType.USE_TRANSPORT_MODE for n in notifies)
-        failure: int = NotifyType.NO_PROPOSAL_CHOSEN
-        for child in config.children:
-            choice = negotiation.choose_proposal(child.proposals, theirs)
-            if choice is None or len(choice[0].spi) != 4:
-                continue
+        # A config is found by its selectors first, then by its proposals (as strongSwan).
+        failure: int = NotifyType.TS_UNACCEPTABLE
+        for child in [only] if only is not None else config.children:
             local_ts = _narrow(their_local, child.selectors("local", self.local[0]))
             remote_ts = _narrow(their_remote, child.selectors("remote", self.remote[0]))
             if not local_ts or not remote_ts:
-                failure = NotifyType.TS_UNACCEPTABLE
                 continue
-            wire, proposal = choice
-            spi_in = self.engine.new_child_spi()
+            ours = negotiation.without_dh(child.proposals) if ike_auth else child.proposals
+            choice = negotiation.choose_proposal(ours, theirs, pfs_group)
+            if choice is None or len(choice[0].spi) != 4:
+                failure = NotifyType.NO_PROPOSAL_CHOSEN
+                continue
+            if int.from_bytes(choice[0].spi, "big") < 256:
+                return NotifyType.INVALID_SYNTAX
             mode = "transport" if wants_transport and child.mode == "transport" else "tunnel"
-            reply: list[Payload] = []
-            if mode == "transport":
-                reply.append(Notify(NotifyType.USE_TRANSPORT_MODE))
-            reply += [
-                negotiation.sa_payload_for([proposal], ProtocolId.ESP,
-                                           spi_in.to_bytes(4, "big"), [wire.number]),
-                TSi(negotiation.selectors_to_wire(remote_ts)),
-                TSr(negotiation.selectors_to_wire(local_ts)),
-            ]
-            spi_out = int.from_bytes(wire.spi, "big")
-            if spi_out < 256:
-                return [Notify(NotifyType.INVALID_SYNTAX)], NotifyType.INVALID_SYNTAX
-            return reply, (child, proposal, spi_in, spi_out, mode, local_ts, remote_ts)
-        return [Notify(failure)], failure
+            return child, choice[0], choice[1], local_ts, remote_ts, mode
+        return failure
 
     # -- INFORMATIONAL (§1.4) ---------------------------------------------------------------
 
@@ -662,13 +811,21 @@ class IkeSa:
         self.request(_INFO, [], now, None)
 
     def delete_child(self, reqid: int, now: float) -> bool:
-        child = next((c for c in self.children if c.reqid == reqid), None)
-        if child is None or self.state is not State.ESTABLISHED:
+        """Delete every child SA pair of ``reqid`` (both, while a rekey is under way)."""
+        targets = [c for c in self.children
+                   if c.reqid == reqid and c.spi_in not in self._deleting]
+        if not targets or self.state is not State.ESTABLISHED:
             return False
-        self._deleting.add(child.spi_in)
-        self.request(_INFO, [Delete.child_sas(ProtocolId.ESP, [child.spi_in.to_bytes(4, "big")])],
-                     now, None)
+        self._request_child_delete(targets, now)
         return True
+
+    def _request_child_delete(self, children: list[ChildSa], now: float) -> None:
+        for child in children:
+            self._deleting.add(child.spi_in)
+            if child.state in ("installed", "rekeying"):
+                child.state = "deleting"
+        spis = [c.spi_in.to_bytes(4, "big") for c in children]
+        self.request(_INFO, [Delete.child_sas(ProtocolId.ESP, spis)], now, None)
 
     def delete(self, now: float) -> None:
         """Delete this IKE SA and its child SAs: a Delete(IKE) request (§1.4.1)."""
@@ -676,7 +833,7 @@ class IkeSa:
             self._delete(now, "deleted locally")
             return
         self.state = State.DELETING
-        self._queue.clear()
+        self._drop_queue(now)
         if self._pending is not None:
             self._pending = None
         self.request(_INFO, [Delete(ProtocolId.IKE)], now, None)
@@ -686,23 +843,28 @@ class IkeSa:
         deletes = [p for p in inner if isinstance(p, Delete)]
         if any(d.protocol_id == ProtocolId.IKE for d in deletes):
             self._respond(message, [])
+            successor = self._home()
+            if successor is not self:
+                successor._adopt_children(self, now)  # §2.18: they live on in the new IKE SA
             self._delete(now, "deleted by peer", by_peer=True)
             return
+        home = self._home()
         reply: list[Payload] = []
         for delete in deletes:
             if delete.protocol_id not in (ProtocolId.ESP, ProtocolId.AH):
                 continue
             ours = []
             for spi in delete.spis:
-                child = next((c for c in self.children
+                child = next((c for c in home.children
                               if c.spi_out == int.from_bytes(spi, "big")), None)
                 if child is None:
                     continue
-                self.children.remove(child)
-                ours.append(child.spi_in.to_bytes(4, "big"))
-                self._event(events.ChildSaDeleted, now, child=child.config.name,
-                            reqid=child.reqid, spi_in=child.spi_in, spi_out=child.spi_out,
-                            by_peer=True)
+                if child.spi_in in home._deleting:
+                    # §2.25.1: both sides close it; answer without it, it is gone anyway.
+                    home._deleting.discard(child.spi_in)
+                else:
+                    ours.append(child.spi_in.to_bytes(4, "big"))
+                home._remove_child(child, now, by_peer=True)
             if ours:
                 reply.append(Delete.child_sas(delete.protocol_id, ours))
         self._respond(message, reply)
@@ -724,11 +886,27 @@ class IkeSa:
     def _drop_child(self, spi: int, now: float, *, by_out: bool) -> None:
         child = next((c for c in self.children
                       if (c.spi_out if by_out else c.spi_in) == spi), None)
-        if child is None:
+        if child is not None:
+            self._remove_child(child, now)
+
+    def _remove_child(self, child: ChildSa, now: float, *, by_peer: bool = False) -> None:
+        """Forget ``child`` and report it; a successor that waited for its deletion may now
+        send (§2.8: the rekey responder switches to the new SA when the old one goes)."""
+        if child not in self.children:
             return
         self.children.remove(child)
         self._event(events.ChildSaDeleted, now, child=child.config.name, reqid=child.reqid,
-                    spi_in=child.spi_in, spi_out=child.spi_out)
+                    spi_in=child.spi_in, spi_out=child.spi_out, by_peer=by_peer,
+                    rekeyed=child.replaced_by is not None or child.state == "redundant")
+        for other in self.children:
+            if other.replaces is not child:
+                continue
+            other.replaces = None
+            if not other.outbound_ready and other.state not in ("deleting", "redundant"):
+                other.outbound_ready = True
+                self._event(events.ChildSaOutboundReady, now, child=other.config.name,
+                            reqid=other.reqid, spi_in=other.spi_in, spi_out=other.spi_out,
+                            outbound=other.outbound)
 
     def _drop_unanswered_deletes(self, now: float) -> None:
         """Child SAs we asked to delete are gone even if the peer did not list them."""
@@ -736,12 +914,468 @@ class IkeSa:
             self._drop_child(spi, now, by_out=False)
         self._deleting.clear()
 
-    # -- CREATE_CHILD_SA: not implemented yet -------------------------------------------------
+    # -- CREATE_CHILD_SA, initiator (§1.3.1, §1.3.3) ------------------------------------------
+
+    def create_child(self, config: ChildConfig, now: float, *, old: ChildSa | None = None,
+                     group_id: int | None = None, retries: int = 0) -> bool:
+        """Ask for a new child SA of ``config`` or, with ``old``, a rekey of ``old``.
+
+        SA(ESP proposals with our new inbound SPI), Ni, [KEi when the proposals name a DH
+        group: PFS], TSi, TSr, [N(REKEY_SA) with the old inbound SPI], [N(USE_TRANSPORT_MODE)].
+        False if this IKE SA cannot start one now (not established, being replaced).
+        """
+        if self.state is not State.ESTABLISHED or self._replaced():
+            return False
+        if old is not None:
+            if old not in self.children or not self._may_rekey(old):
+                return False
+            old.state = "rekeying"
+            local_ts, remote_ts, mode = old.local_ts, old.remote_ts, old.mode
+        else:
+            local_ts = config.selectors("local", self.local[0])
+            remote_ts = config.selectors("remote", self.remote[0])
+            mode = config.mode
+        proposals = config.proposals
+        groups = [g for p in proposals for g in p.dh]
+        dh = None
+        if groups:
+            group = next((g for g in groups if g.iana_id == group_id), groups[0])
+            dh = negotiation.generate_dh(group, self.engine.rng)
+        request = ChildRequest(config, self.engine.new_child_spi(), self.engine.random(32), dh,
+                               local_ts, remote_ts, old, retries)
+        inner: list[Payload] = []
+        if old is not None:
+            inner.append(Notify(NotifyType.REKEY_SA, b"", ProtocolId.ESP,
+                                old.spi_in.to_bytes(4, "big")))
+        if mode == "transport":
+            inner.append(Notify(NotifyType.USE_TRANSPORT_MODE))
+        inner += [negotiation.sa_payload_for(proposals, ProtocolId.ESP,
+                                             request.spi_in.to_bytes(4, "big")),
+                  Nonce(request.ni)]
+        if dh is not None:
+            inner.append(KeyExchange(dh.group.iana_id, dh.public_bytes()))
+        inner += [TSi(negotiation.selectors_to_wire(local_ts)),
+                  TSr(negotiation.selectors_to_wire(remote_ts))]
+        self._child_requests.append(request)
+        self.request(_CHILD, inner, now, partial(self._on_child_response, request))
+        return True
+
+    def _on_create_child_response(self, message: Message, inner: list[Payload],
+                                  now: float) -> None:
+        pending = self._pending
+        if pending is None or pending.on_response is None:
+            self._request_done(now)
+            return
+        pending.on_response(message, inner, now)
+
+    def _on_child_response(self, request: ChildRequest, message: Message, inner: list[Payload],
+                           now: float) -> None:
+        self._request_done(now)
+        if request in self._child_requests:
+            self._child_requests.remove(request)
+        home = self._home()  # the child SAs may have moved to a rekeyed IKE SA meanwhile
+        config, old = request.config, request.old
+        notifies = [p for p in inner if isinstance(p, Notify)]
+        errors = [n for n in notifies if n.is_error]
+        if errors:
+            self._child_request_refused(request, errors[0], now)
+            return
+        sa, nonce, ke = (_find(inner, SecurityAssociation), _find(inner, Nonce),
+                         _find(inner, KeyExchange))
+        tsi, tsr = _find(inner, TSi), _find(inner, TSr)
+        if sa is None or nonce is None or tsi is None or tsr is None:
+            self._child_request_refused(request, Notify(NotifyType.INVALID_SYNTAX), now)
+            return
+        choice = negotiation.accept_choice(config.proposals, sa, ProtocolId.ESP)
+        local_ts = negotiation.selectors_from_wire(tsi.selectors)
+        remote_ts = negotiation.selectors_from_wire(tsr.selectors)
+        problem: tuple[int, str] | None = None
+        g_ir = None
+        if choice is None or len(choice[0].spi) != 4 or int.from_bytes(choice[0].spi,
+                                                                        "big") < 256:
+            problem = (NotifyType.NO_PROPOSAL_CHOSEN, "the responder chose what we did not offer")
+        elif (not local_ts or not remote_ts
+              or _narrow(local_ts, request.local_ts) != local_ts
+              or _narrow(remote_ts, request.remote_ts) != remote_ts):
+            problem = (NotifyType.TS_UNACCEPTABLE, "the responder's selectors are not ours")
+        elif choice[1].dh:
+            dh = request.dh
+            if dh is None or ke is None or ke.group != dh.group.iana_id \
+                    or choice[1].dh[0] != dh.group:
+                problem = (NotifyType.INVALID_KE_PAYLOAD, "the responder's KE does not match")
+            else:
+                try:
+                    g_ir = dh.exchange(ke.data)
+                except InvalidKeyShare as error:
+                    problem = (NotifyType.INVALID_SYNTAX, f"the responder's KE refused: {error}")
+        if problem is not None:
+            home._child_failed_after_auth_spi(config, request.spi_in, problem[0], problem[1],
+                                              now)
+            self._child_rekey_over(request, now)
+            return
+        assert choice is not None
+        transport = any(n.notify_type == NotifyType.USE_TRANSPORT_MODE for n in notifies)
+        child = self._make_child(config, choice[1], request.spi_in,
+                                 int.from_bytes(choice[0].spi, "big"),
+                                 "transport" if transport else "tunnel", local_ts, remote_ts,
+                                 ni=request.ni, nr=nonce.data, g_ir=g_ir, initiated=True,
+                                 reqid=old.reqid if old is not None else None, now=now)
+        if child is None:
+            self._child_rekey_over(request, now)
+            return
+        if old is None:
+            home._add_child(child, now)
+            return
+        if old not in home.children:
+            # §2.25.1: the peer deleted the old child SA meanwhile; the new one is unwanted.
+            home._child_failed_after_auth_spi(config, child.spi_in,
+                                              NotifyType.CHILD_SA_NOT_FOUND,
+                                              "the child SA was deleted during its rekey", now)
+            return
+        child.replaces = old
+        collision = request.collision
+        if collision is not None and negotiation.collision_lost(child.nonces,
+                                                                collision.nonces):
+            # §2.8.1: our SA has the lowest nonce: it is redundant and ours to delete; the
+            # peer's SA replaces the old one, which the peer deletes.
+            child.outbound_ready = False
+            child.state = "redundant"
+            old.state, old.replaced_by = "rekeyed", collision
+            home._add_child(child, now)
+            home._deleting.add(child.spi_in)
+            home.request(_INFO, [Delete.child_sas(ProtocolId.ESP,
+                                                  [child.spi_in.to_bytes(4, "big")])], now)
+            return
+        if collision is not None:
+            # We won: the peer deletes its SA, which must never carry our traffic.
+            collision.replaces, collision.state = None, "redundant"
+            collision.rekey_at = None
+        old.state, old.replaced_by = "rekeyed", child
+        home._add_child(child, now)
+        home._deleting.add(old.spi_in)
+        home.request(_INFO, [Delete.child_sas(ProtocolId.ESP, [old.spi_in.to_bytes(4, "big")])],
+                     now)
+
+    def _child_rekey_over(self, request: ChildRequest, now: float) -> None:
+        """Our rekey of ``request.old`` failed: keep the old SA and try again later."""
+        old = request.old
+        if old is None or old.state != "rekeying":
+            return
+        if request.collision is not None and request.collision in self._home().children:
+            old.state, old.replaced_by = "rekeyed", request.collision  # the peer's rekey won
+            return
+        old.state = "installed"
+        old.rekey_at = now + _RETRY_REKEY + negotiation.jitter(self.engine.rng, _RETRY_REKEY)
+
+    def _child_request_refused(self, request: ChildRequest, notify: Notify, now: float) -> None:
+        """An error notify answered our CREATE_CHILD_SA: the IKE SA stays (§2.21.3)."""
+        config, old = request.config, request.old
+        if notify.notify_type == NotifyType.INVALID_KE_PAYLOAD and request.retries < 2:
+            try:
+                group = int(notify.accepted_group())
+            except MalformedMessage:
+                group = 0
+            offered = {g.iana_id for p in config.proposals for g in p.dh}
+            current = request.dh.group.iana_id if request.dh is not None else None
+            if group in offered and group != current:
+                if old is not None and old.state == "rekeying" and request.collision is None:
+                    old.state = "installed"
+                    if self.create_child(config, now, old=old, group_id=group,
+                                         retries=request.retries + 1):
+                        return
+                elif old is None and self.create_child(config, now, group_id=group,
+                                                       retries=request.retries + 1):
+                    return
+        home = self._home()
+        if (notify.notify_type == NotifyType.CHILD_SA_NOT_FOUND and old is not None
+                and old in home.children):
+            home._remove_child(old, now)  # the peer has no such child SA (§2.25.1)
+        else:
+            self._child_rekey_over(request, now)
+        home._event(events.ChildSaFailed, now, child=config.name, notify=notify.notify_type,
+                    reason=f"responder answered {_notify_name(notify.notify_type)}")
+
+    # -- CREATE_CHILD_SA, responder (§1.3, §2.8, §2.25) ------------------------------------------
+
+    def _refuse_create_child(self, message: Message, inner: list[Payload], now: float) -> None:
+        """§2.25: we are deleting this IKE SA; try again later (elsewhere)."""
+        self._respond(message, [Notify(NotifyType.TEMPORARY_FAILURE)])
 
     def _on_create_child_request(self, message: Message, inner: list[Payload],
                                  now: float) -> None:
-        """We cannot make more child SAs yet: NO_ADDITIONAL_SAS (§1.3)."""
-        self._respond(message, [Notify(NotifyType.NO_ADDITIONAL_SAS)])
+        sa = _find(inner, SecurityAssociation)
+        nonce, ke = _find(inner, Nonce), _find(inner, KeyExchange)
+        if sa is None or nonce is None:
+            self._respond(message, [Notify(NotifyType.INVALID_SYNTAX)])
+            return
+        if any(p.protocol_id == ProtocolId.IKE for p in sa.proposals):
+            self._on_ike_rekey_request(message, sa, nonce, ke, now)
+            return
+        if self._replaced():
+            self._respond(message, [Notify(NotifyType.TEMPORARY_FAILURE)])
+            return
+        notifies = [p for p in inner if isinstance(p, Notify)]
+        rekey = [n for n in notifies if n.notify_type == NotifyType.REKEY_SA]
+        old = None
+        if rekey:
+            spi = int.from_bytes(rekey[0].spi, "big") if len(rekey[0].spi) == 4 else -1
+            old = next((c for c in self.children if c.spi_out == spi), None)
+            if old is None:
+                self._respond(message, [Notify(NotifyType.CHILD_SA_NOT_FOUND, b"",
+                                               rekey[0].protocol_id, rekey[0].spi)])
+                return
+            if old.state in ("rekeyed", "deleting", "redundant") or old.replaced_by:
+                # §2.25.1: we are closing it (or replaced it already).
+                self._respond(message, [Notify(NotifyType.TEMPORARY_FAILURE)])
+                return
+        choice = self._choose_child(inner, notifies, pfs_group=ke.group if ke else None,
+                                    only=old.config if old else None, ike_auth=False)
+        if isinstance(choice, int):
+            self._respond(message, [Notify(choice)])
+            self._event(events.ChildSaFailed, now, child=old.config.name if old else "",
+                        notify=choice, reason=f"we answered {_notify_name(choice)}")
+            return
+        config, wire, proposal, local_ts, remote_ts, mode = choice
+        g_ir = None
+        reply_ke: list[Payload] = []
+        if proposal.dh:
+            group = proposal.dh[0]
+            if ke is None or ke.group != group.iana_id:
+                self._respond(message, [Notify.invalid_ke_payload(group.iana_id)])
+                return
+            dh = negotiation.generate_dh(group, self.engine.rng)
+            try:
+                g_ir = dh.exchange(ke.data)
+            except InvalidKeyShare:
+                self._respond(message, [Notify(NotifyType.INVALID_SYNTAX)])  # RFC 6989
+                return
+            reply_ke.append(KeyExchange(group.iana_id, dh.public_bytes()))
+        spi_in = self.engine.new_child_spi()
+        nr = self.engine.random(32)
+        reply: list[Payload] = []
+        if mode == "transport":
+            reply.append(Notify(NotifyType.USE_TRANSPORT_MODE))
+        reply += [
+            negotiation.sa_payload_for([proposal], ProtocolId.ESP, spi_in.to_bytes(4, "big"),
+                                       [wire.number]),
+            Nonce(nr), *reply_ke,
+            TSi(negotiation.selectors_to_wire(remote_ts)),
+            TSr(negotiation.selectors_to_wire(local_ts)),
+        ]
+        child = self._make_child(config, proposal, spi_in, int.from_bytes(wire.spi, "big"),
+                                 mode, local_ts, remote_ts, ni=nonce.data, nr=nr, g_ir=g_ir,
+                                 initiated=False, reqid=old.reqid if old else None, now=now)
+        if child is None:
+            self._respond(message, [Notify(NotifyType.NO_PROPOSAL_CHOSEN)])
+            return
+        self._respond(message, reply)
+        if old is None:
+            self._add_child(child, now)
+            return
+        # §2.8: keep sending on the old SA until the initiator deletes it.
+        child.replaces, child.outbound_ready = old, False
+        if old.state == "rekeying":
+            ours = next((r for r in self._child_requests if r.old is old), None)
+            if ours is not None and self._cancel_queued(ours):
+                old.state = "installed"
+            elif ours is not None:
+                ours.collision = child  # §2.8.1: decided when our response comes
+        if old.state == "installed":
+            old.replaced_by, old.rekey_at = child, None
+        self._add_child(child, now)
+
+    def _cancel_queued(self, request: ChildRequest) -> bool:
+        """Take our not yet sent request off the queue; True if it was there."""
+        for entry in list(self._queue):
+            handler = entry[2]
+            if isinstance(handler, partial) and handler.args and handler.args[0] is request:
+                self._queue.remove(entry)
+                if request in self._child_requests:
+                    self._child_requests.remove(request)
+                return True
+        return False
+
+    def _drop_queue(self, now: float) -> None:
+        """Forget queued requests (the IKE SA goes); rekeys waiting there are undone."""
+        for _, _, handler in self._queue:
+            if isinstance(handler, partial) and handler.args:
+                request = handler.args[0]
+                if (isinstance(request, ChildRequest) and request.old is not None
+                        and request.old.state == "rekeying"):
+                    request.old.state = "installed"
+                    request.old.rekey_at = now
+        self._queue.clear()
+        self._child_requests.clear()
+        self._ike_rekey = None
+
+    # -- IKE SA rekey (§1.3.2, §2.18) ----------------------------------------------------------
+
+    def rekey(self, now: float, group_id: int | None = None, retries: int = 0) -> bool:
+        """Rekey this IKE SA: CREATE_CHILD_SA with SA(IKE proposals, our new SPI), Ni, KEi."""
+        config = self.config
+        if (config is None or self.state is not State.ESTABLISHED or self._replaced()
+                or self._ike_rekey is not None):
+            return False
+        groups = [g for p in config.ike_proposals for g in p.dh]
+        group = next((g for g in groups if g.iana_id == group_id), groups[0])
+        dh = negotiation.generate_dh(group, self.engine.rng)
+        request = _IkeRekey(self.engine._new_ike_spi(), self.engine.random(32), dh, retries)
+        self._ike_rekey = request
+        inner: list[Payload] = [
+            negotiation.sa_payload_for(config.ike_proposals, ProtocolId.IKE, request.spi),
+            Nonce(request.ni),
+            KeyExchange(group.iana_id, dh.public_bytes()),
+        ]
+        self.request(_CHILD, inner, now, partial(self._on_ike_rekey_response, request))
+        return True
+
+    def _on_ike_rekey_response(self, request: _IkeRekey, message: Message,
+                               inner: list[Payload], now: float) -> None:
+        config = self.config
+        assert config is not None
+        self._pending = None
+        self._ike_rekey = None
+        errors = [n for n in inner if isinstance(n, Notify) and n.is_error]
+        sa, nonce, ke = (_find(inner, SecurityAssociation), _find(inner, Nonce),
+                         _find(inner, KeyExchange))
+        problem: tuple[int, str] | None = None
+        if errors:
+            notify = errors[0]
+            if notify.notify_type == NotifyType.INVALID_KE_PAYLOAD and request.retries < 2:
+                try:
+                    group = int(notify.accepted_group())
+                except MalformedMessage:
+                    group = 0
+                offered = {g.iana_id for p in config.ike_proposals for g in p.dh}
+                if group in offered and group != request.dh.group.iana_id:
+                    self.rekey(now, group, request.retries + 1)
+                    return
+            problem = (notify.notify_type,
+                       f"responder answered {_notify_name(notify.notify_type)}")
+        elif sa is None or nonce is None or ke is None:
+            problem = (NotifyType.INVALID_SYNTAX, "IKE rekey response lacks SA, Nr or KEr")
+        choice = None
+        g_ir = b""
+        if problem is None:
+            choice = negotiation.accept_choice(config.ike_proposals, sa, ProtocolId.IKE)
+            if choice is None or len(choice[0].spi) != 8 or choice[0].spi == bytes(8):
+                problem = (NotifyType.NO_PROPOSAL_CHOSEN, "the responder chose badly")
+            elif ke.group != request.dh.group.iana_id or choice[1].dh[0] != request.dh.group:
+                problem = (NotifyType.INVALID_KE_PAYLOAD, "the responder's KE group differs")
+            else:
+                try:
+                    g_ir = request.dh.exchange(ke.data)
+                except InvalidKeyShare as error:
+                    problem = (NotifyType.INVALID_SYNTAX, f"the responder's KE refused: {error}")
+        if problem is not None:
+            self._request_done(now)
+            if self.state is State.ESTABLISHED and not self._replaced():
+                self.rekey_at = now + _RETRY_REKEY + negotiation.jitter(self.engine.rng,
+                                                                        _RETRY_REKEY)
+            self._event(events.IkeSaRekeyFailed, now, notify=problem[0], reason=problem[1])
+            return
+        assert choice is not None and nonce is not None
+        new = self._spawn(initiator=True, spi_i=request.spi, spi_r=choice[0].spi,
+                          proposal=choice[1], g_ir=g_ir, ni=request.ni, nr=nonce.data, now=now,
+                          dh=request.dh)
+        collision = request.collision
+        if collision is not None and collision.state is not State.ESTABLISHED:
+            collision = None
+        if collision is not None and negotiation.collision_lost((new.ni, new.nr),
+                                                                (collision.ni, collision.nr)):
+            # §2.8.2: ours is the redundant IKE SA; the peer deletes the old one.
+            self._request_done(now)
+            new._delete_reason = "redundant after an IKE SA rekey collision"
+            new._rekeyed_to = collision  # so that its deletion is reported as rekeyed
+            new.delete(now)
+            return
+        new._adopt_children(self, now)
+        if collision is not None:
+            new._adopt_children(collision, now)
+            collision._delete_reason = "redundant after an IKE SA rekey collision"
+        self._rekeyed_to = new
+        self._delete_reason = "rekeyed"
+        self.delete(now)
+
+    def _on_ike_rekey_request(self, message: Message, sa: SecurityAssociation, nonce: Nonce,
+                              ke: KeyExchange | None, now: float) -> None:
+        config = self.config
+        assert config is not None
+        if self._replaced():
+            self._respond(message, [Notify(NotifyType.TEMPORARY_FAILURE)])  # §2.25.2
+            return
+        if ke is None:
+            self._respond(message, [Notify(NotifyType.INVALID_SYNTAX)])
+            return
+        theirs = negotiation.read_proposals(sa, ProtocolId.IKE)
+        choice = negotiation.choose_proposal(config.ike_proposals, theirs, ke.group)
+        if choice is None or len(choice[0].spi) != 8 or choice[0].spi == bytes(8):
+            self._respond(message, [Notify(NotifyType.NO_PROPOSAL_CHOSEN)])
+            return
+        wire, proposal = choice
+        group = proposal.dh[0]
+        if ke.group != group.iana_id:
+            self._respond(message, [Notify.invalid_ke_payload(group.iana_id)])
+            return
+        dh = negotiation.generate_dh(group, self.engine.rng)
+        try:
+            g_ir = dh.exchange(ke.data)
+        except InvalidKeyShare:
+            self._respond(message, [Notify(NotifyType.INVALID_SYNTAX)])
+            return
+        spi = self.engine._new_ike_spi()
+        nr = self.engine.random(32)
+        self._respond(message, [
+            negotiation.sa_payload_for([proposal], ProtocolId.IKE, spi, [wire.number]),
+            Nonce(nr), KeyExchange(group.iana_id, dh.public_bytes())])
+        new = self._spawn(initiator=False, spi_i=wire.spi, spi_r=spi, proposal=proposal,
+                          g_ir=g_ir, ni=nonce.data, nr=nr, now=now, dh=dh)
+        ours = self._ike_rekey
+        if ours is not None:
+            if self._cancel_queued_ike(ours):
+                self._ike_rekey = None
+            else:
+                ours.collision = new  # §2.8.2: decided when our response comes
+        self._successor = new
+        new._adopt_children(self, now)
+
+    def _cancel_queued_ike(self, request: _IkeRekey) -> bool:
+        for entry in list(self._queue):
+            handler = entry[2]
+            if isinstance(handler, partial) and handler.args and handler.args[0] is request:
+                self._queue.remove(entry)
+                return True
+        return False
+
+    def _spawn(self, *, initiator: bool, spi_i: bytes, spi_r: bytes, proposal: Proposal,
+               g_ir: bytes, ni: bytes, nr: bytes, now: float, dh: DhPrivate) -> IkeSa:
+        """The IKE SA a rekey makes (§2.18): the rekey's initiator is its initiator, its
+        message IDs start at 0, SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr) with the old
+        IKE SA's PRF, as the exchange belongs to the old IKE SA."""
+        new = IkeSa(self.engine, initiator=initiator, local=self.local, remote=self.remote,
+                    spi_i=spi_i, spi_r=spi_r, config=self.config, candidates=self.candidates)
+        new.ni, new.nr, new.dh = ni, nr, dh
+        new.nat_detected = self.nat_detected
+        new.local_id, new.remote_id = self.local_id, self.remote_id
+        new.created = now
+        seed = kdf.skeyseed_rekey(self.suite.prf, self.sk_d, g_ir, ni, nr)  # type: ignore
+        new._derive(proposal, g_ir, skeyseed=seed)
+        self.engine._sas[new.local_spi] = new
+        new._established(now, old=self)
+        return new
+
+    def _adopt_children(self, other: IkeSa, now: float) -> None:
+        """Take over the child SAs of ``other`` (an IKE SA this one replaces, §2.18); a child
+        SA request still queued there is made again here."""
+        self.children += other.children
+        other.children = []
+        queued = [h.args[0] for _, _, h in other._queue
+                  if isinstance(h, partial) and h.args and isinstance(h.args[0], ChildRequest)]
+        for request in queued:
+            other._cancel_queued(request)
+            if request.old is not None and request.old.state == "rekeying":
+                request.old.state = "installed"
+            self.create_child(request.config, now, old=request.old)
 
 
 def _find(payloads: list[Payload], cls: type) -> Payload | None:

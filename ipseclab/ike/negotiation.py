@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import os
 import struct
 from collections.abc import Callable, Iterable
 
@@ -28,6 +29,7 @@ Rng = Callable[[int], bytes]
 
 __all__ = [
     "choose_proposal",
+    "collision_lost",
     "generate_dh",
     "identification",
     "natd_hash",
@@ -36,6 +38,7 @@ __all__ = [
     "sa_payload_for",
     "selectors_from_wire",
     "selectors_to_wire",
+    "without_dh",
 ]
 
 
@@ -111,6 +114,29 @@ def accept_choice(ours: list[Proposal], payload: SecurityAssociation, protocol_i
             return None
     chosen = select_proposal(ours, [proposal])
     return (wire, chosen) if chosen is not None else None
+
+
+def without_dh(proposals: Iterable[Proposal]) -> list[Proposal]:
+    """The child SA proposals of IKE_AUTH: no DH groups, as IKE_AUTH carries no KE (§1.2).
+
+    A PFS group in ``esp_proposals`` applies to CREATE_CHILD_SA only (as in strongSwan).
+    """
+    return [Proposal(p.protocol, p.encryption, p.integrity, p.prf, [], p.esn) for p in proposals]
+
+
+def collision_lost(ours: tuple[bytes, bytes], theirs: tuple[bytes, bytes]) -> bool:
+    """Whether our exchange made the redundant SA of a rekey collision (§2.8.1, §2.8.2).
+
+    The SA made with the lowest of the four nonces goes; "lowest" compares octet by octet,
+    a nonce that is a prefix of another being the lower: exactly Python's order of bytes.
+    """
+    return min(ours) < min(theirs)
+
+
+def jitter(rng: Rng | None, span: float) -> float:
+    """A random time in [0, span] (strongSwan's rand_time), from the injectable RNG."""
+    raw = rng(4) if rng is not None else os.urandom(4)
+    return span * int.from_bytes(raw, "big") / 0xFFFFFFFF
 
 
 # -- Diffie-Hellman keys from an injectable RNG ---------------------------------------------
