@@ -161,7 +161,8 @@ class Lab:
         )
         try:
             _wait_for(server, b"listening", 5.0, "iperf3 server")
-            args = ["iperf3", "-c", addr, "-t", f"{seconds:g}", "-J"]
+            # --connect-timeout (ms): a tunnel that is down fails the step in seconds, not minutes
+            args = ["iperf3", "-c", addr, "-t", f"{seconds:g}", "-J", "--connect-timeout", "3000"]
             if udp:
                 args += ["-u", "-b", bandwidth]
             out = self.node(src.split(":")[0]).cmd(*args)

@@ -181,14 +181,18 @@ def clean(include_live: bool = False, root: Path = RUN_ROOT) -> list[str]:
     """
     removed: list[str] = []
     live = set() if include_live else live_tags(root)
+    dead: set[str] = set()
     if root.is_dir():
         for path in sorted(root.iterdir()):
             if path.is_dir() and path.name not in live:
+                dead.add(path.name)
                 removed += RunDir(path.name, root).teardown()
                 removed.append(f"run directory {path}")
     removed += delete_links(lambda n: _OUR_LINK.match(n).group(1) not in live)  # type: ignore[union-attr]
+    # Named namespaces only of runs we know were ours: other tools (tests included) use
+    # names that start the same way.
     for ns in our_netns():
-        if ns[len(PREFIX) : len(PREFIX) + 3] not in live:
+        if ns[len(PREFIX) : len(PREFIX) + 3] in dead and _OUR_LINK.match(ns):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
             removed.append(f"netns {ns}")
     return removed

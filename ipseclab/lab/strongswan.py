@@ -354,6 +354,12 @@ class Charon:
     def terminate(self, ike: str) -> None:
         self.swanctl("--terminate", "--ike", ike, "--timeout", "3", check=False)
 
+    def terminate_all(self) -> None:
+        """Drop every IKE SA at once, without waiting for the peer (``--force``)."""
+        for sa in self.list_sas():
+            self.swanctl("--terminate", "--ike-id", str(sa.get("uniqueid", "")), "--force",
+                         check=False)
+
     def list_sas(self) -> list[dict[str, Any]]:
         """IKE SAs as vici reports them: one dict per SA, with ``name`` added.
 
@@ -389,7 +395,9 @@ class StrongswanLauncher(GatewayLauncher):
     """``impl: strongswan``: charon-systemd in the gateway's namespace, config loaded.
 
     The gateway's ``config`` is one swanctl.conf (the first file is used). ``options``:
-    ``initiate: [child, ...]`` starts those children right after loading.
+    ``initiate: [child, ...]`` brings those children up right after loading (and fails the
+    start if one does not come up). Note that ``start_action = trap`` does not start IKE here:
+    kernel-libipsec's TUN routes drop a packet without an SA instead of raising an acquire.
     """
 
     def __init__(self) -> None:
@@ -415,7 +423,9 @@ class StrongswanLauncher(GatewayLauncher):
         try:
             charon.load_all()
             for child in gateway.options.get("initiate", []):
-                charon.initiate(str(child))
+                if not charon.initiate(str(child)):
+                    raise IpsecLabError(f"{node.name}: strongSwan could not bring up child"
+                                        f" '{child}'; see {charon.log}")
         except BaseException:
             self.stop()
             raise

@@ -1,0 +1,128 @@
+"""The UDP driver of the IKE engine, and the parsers of strongSwan's log and vici output.
+
+No root needed: two engines talk over loopback on an unprivileged port, which takes the
+NAT-T framing (non-ESP marker, RFC 3948 §2.2) because it is not port 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from ipseclab.drivers.ike_udp import (
+    NON_ESP_MARKER,
+    IkeUdpDriver,
+    classify_4500,
+    config_from_dict,
+    event_to_dict,
+)
+from ipseclab.ike.config import ChildConfig, IkeConfig
+from ipseclab.ike.engine import IkeEngine
+from ipseclab.lab.strongswan import parse_log_keys, parse_vici_raw
+
+
+def test_classify_4500() -> None:
+    ike = bytes(range(1, 29))
+    assert classify_4500(NON_ESP_MARKER + ike) == ("ike", ike)
+    assert classify_4500(b"\xff") == ("keepalive", b"")
+    assert classify_4500(b"\x00\x00\x10\x00" + bytes(20))[0] == "esp"
+    assert classify_4500(b"\x00\x00\x00")[0] == "short"
+
+
+PORT = 15500
+
+
+def pair(psk_b: str = "s3cret") -> tuple[IkeConfig, IkeConfig]:
+    def conf(local: str, remote: str, lts: str, rts: str, psk: str) -> IkeConfig:
+        return IkeConfig("t", [local], [remote], "aes128gcm16-prfsha256-x25519",
+                         local_id=local, remote_id=remote, psk=psk.encode(), local_port=PORT,
+                         remote_port=PORT,
+                         children=[ChildConfig("c", [lts], [rts], esp_proposals="aes128gcm16")])
+    return (conf("127.0.0.1", "127.0.0.2", "10.1.0.0/24", "10.2.0.0/24", "s3cret"),
+            conf("127.0.0.2", "127.0.0.1", "10.2.0.0/24", "10.1.0.0/24", psk_b))
+
+
+async def negotiate(psk_b: str) -> tuple[IkeUdpDriver, IkeUdpDriver]:
+    a_conf, b_conf = pair(psk_b)
+    seen: list[str] = []
+    a = IkeUdpDriver(IkeEngine(a_conf), "127.0.0.1", ports=(PORT,))
+    b = IkeUdpDriver(IkeEngine(b_conf), "127.0.0.2", ports=(PORT,),
+                     on_event=lambda e: seen.append(type(e).__name__))
+    async with a, b:
+        a.initiate("t")
+        ends = {"ChildSaEstablished", "AuthenticationFailed", "NegotiationFailed"}
+        assert await a.wait_for(ends, 5.0) is not None
+        await asyncio.sleep(0.05)
+    assert seen == [type(e).__name__ for e in b.events]
+    return a, b
+
+
+def test_two_engines_over_loopback() -> None:
+    a, b = asyncio.run(negotiate("s3cret"))
+    names = [type(e).__name__ for e in a.events]
+    assert names == ["IkeSaEstablished", "ChildSaEstablished"], a.events
+    assert [type(e).__name__ for e in b.events] == names
+    out, inb = a.events[1].outbound, b.events[1].inbound  # type: ignore[attr-defined]
+    assert out.spi == inb.spi and out.encryption_key == inb.encryption_key
+    assert a.errors == b.errors == [] and a.engine.internal_errors == []
+    data = json.loads(json.dumps(event_to_dict(a.events[1])))
+    assert data["event"] == "ChildSaEstablished"
+    assert data["outbound"]["encryption_key"] == out.encryption_key.hex()
+
+
+def test_wrong_psk_over_loopback() -> None:
+    a, b = asyncio.run(negotiate("other"))
+    for side in (a, b):
+        names = [type(e).__name__ for e in side.events]
+        assert names[0] == "AuthenticationFailed" and "IkeSaEstablished" not in names, names
+
+
+def test_config_from_dict() -> None:
+    conf = config_from_dict({"name": "x", "psk": "k", "proposals": "aes256-sha256-modp2048",
+                             "children": [{"name": "c", "esp_proposals": "aes256-sha256"}]})
+    assert conf.psk == b"k" and conf.child("c").esp_proposals == "aes256-sha256"
+    with pytest.raises(Exception, match="bad connection"):
+        config_from_dict({"name": "x", "psk": "k", "no_such_field": 1})
+
+
+LOG = """\
+00[DMN] Starting IKE charon daemon (strongSwan 5.9.8, Linux 6.1.0, x86_64)
+11[IKE] <1> Sk_ei secret => 20 bytes @ 0x7f8300008820
+11[IKE] <1>    0: C4 B1 58 9B 78 32 CE 3C 72 A9 E3 F9 4A 82 D1 66  ..X.x2.<r...J..f
+11[IKE] <1>   16: 46 C9 83 63                                      F..c
+14[IKE] <t|2> initiating IKE_SA t[2] to 192.0.2.2
+11[IKE] <1> Sk_er secret => 4 bytes @ 0x7f8300008824
+11[IKE] <1>    0: 01 02 03 04                                      ....
+12[CHD] <t|1> encryption initiator key => 4 bytes @ 0x7f830000aad0
+12[CHD] <t|1>    0: AA BB CC DD                                      ....
+12[CHD] <t|1> encryption responder key => 4 bytes @ 0x7f830000aad0
+12[CHD] <t|1>    0: 11 22 33 44                                      ...D
+12[IKE] <t|1> CHILD_SA c{1} established with SPIs 4063b907_i 47a0fd28_o and TS 10.2.0.0/24 \
+=== 10.1.0.0/24
+"""
+
+
+def test_parse_log_keys_responder() -> None:
+    keys = parse_log_keys(LOG)
+    assert list(keys) == [1]  # SA 2 logged no keys
+    sa = keys[1]
+    assert sa.name == "t" and not sa.initiator
+    assert sa.sk_ei == bytes.fromhex("C4B1589B7832CE3C72A9E3F94A82D16646C98363")
+    assert sa.sk_er == b"\x01\x02\x03\x04" and sa.sk_ai == b""
+    (child,) = sa.children
+    assert (child.spi_in, child.spi_out) == (0x4063B907, 0x47A0FD28)
+    # a responder receives with the initiator's keys (RFC 7296 §2.17)
+    assert child.enc_in == bytes.fromhex("AABBCCDD") and child.enc_out == bytes.fromhex("11223344")
+
+
+def test_parse_vici_raw() -> None:
+    line = ("list-sa event {t {uniqueid=1 state=ESTABLISHED initiator-spi=2b67aa4c72a397dc "
+            "child-sas {c-1 {name=c spi-in=47a0fd28 local-ts=[10.1.0.0/24 10.3.0.0/24]}} "
+            "tasks-active=[]}}\nlist-sas reply {}\n")
+    first, reply = parse_vici_raw(line)
+    sa = first["t"]
+    assert sa["initiator-spi"] == "2b67aa4c72a397dc" and sa["tasks-active"] == []
+    assert sa["child-sas"]["c-1"]["local-ts"] == ["10.1.0.0/24", "10.3.0.0/24"]
+    assert reply == {}
