@@ -115,7 +115,8 @@ def test_clean_removes_a_dead_runs_leftovers(nothing_left: None) -> None:
 
 
 def test_scenario_is_honest_about_plain_gateways(tmp_path: Path, nothing_left: None) -> None:
-    result = run_scenario(TOPOLOGY_DIR / "scenarios" / "host-to-host.yaml", tmp_path)
+    result = run_scenario(TOPOLOGY_DIR / "scenarios" / "host-to-host.yaml", tmp_path,
+                          impl="none")
     status = {c.name.split()[0]: c for c in result.checks}
     assert status["reachable"].passed
     assert status["wan_only_ipsec"].status == "fail" and "impl none" in status[

@@ -45,7 +45,13 @@ class IpseclabLauncher(GatewayLauncher):
                 "--keylog-dir", str(workdir.parent)]
         with open(log, "wb") as err:
             self.proc = node.popen(args, "ipseclab gateway", stdout=subprocess.PIPE, stderr=err)
-        self._wait_ready(log)
+        try:
+            self._wait_ready(log)
+        except BaseException:
+            # The lab stops only gateways that started; this one must not linger (or stay a
+            # zombie with an open pipe) until the lab's tear-down.
+            self.stop()
+            raise
         _CONTROL[node.name] = self.control
         return self.proc
 
