@@ -282,3 +282,14 @@ def test_icmp_in_transport_mode_keeps_the_original_header() -> None:
     wire = esp.encapsulate(out, packet)
     assert IP(wire).proto == 50 and IP(wire).id == 77
     assert esp.decapsulate(inb, wire).inner == packet
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 255), st.integers(0, 65535), st.booleans(), st.integers(0, 65000),
+       st.ip_addresses(v=4), st.ip_addresses(v=4))
+def test_outer_header_template_equals_a_fresh_header(tos, ident, df, length, src, dst) -> None:
+    from ipseclab.ipsec import ip
+
+    fresh = ip.ipv4_header(src, dst, 50, length, tos=tos, ident=ident, df=df)
+    assert ip.OuterHeader(src, dst, 50).build(length, tos, ident, df) == fresh
+    assert ip.checksum(fresh) == 0

@@ -192,9 +192,7 @@ class IpsecEngine:
                                          packet[16:20])
             total = (packet[2] << 8) | packet[3]
             if sa is not None and sa.mode is Mode.TUNNEL and total <= len(packet):
-                result = esp.unprotect(sa, packet[20:total])
-                if result.status is Status.OK:
-                    result = esp.inner_packet(sa, result, None)
+                result = esp.decapsulate(sa, packet)
                 return self._count(self._check_inner(self._lifetime_in(result, now)))
         try:
             hdr = ip.parse_header(packet)

@@ -158,31 +158,37 @@ class OuterHeader:
     so the checksum of everything else is summed once here.
     """
 
-    __slots__ = ("_base", "_head", "_tail", "version")
+    __slots__ = ("_addresses", "_base", "_head", "_proto", "_ttl", "version")
 
     def __init__(self, src: IPAddress, dst: IPAddress, proto: int, ttl: int = 64) -> None:
         if src.version != dst.version:
             raise ValueError(f"address families differ: {src} and {dst}")
         self.version = src.version
+        self._addresses = src.packed + dst.packed
+        self._ttl, self._proto = ttl, proto
         if src.version == 4:
-            self._tail = bytes((ttl, proto)) + b"\x00\x00" + src.packed + dst.packed
-            words = struct.unpack("!6H", self._tail)
-            self._base = 0x4500 + sum(words)
+            words = struct.unpack("!4H", self._addresses)
+            self._base = 0x4500 + (ttl << 8) + proto + sum(words)
         else:
             self._head = struct.pack("!BB", proto, ttl)
-            self._tail = src.packed + dst.packed
 
-    def build(self, payload_length: int, tos: int = 0, ident: int = 0, df: bool = False) -> bytes:
+    def build(self, payload_length: int, tos: int = 0, ident: int = 0, df: bool | int = False
+              ) -> bytes:
+        """The header for one packet; ``df`` may also be the flags byte's 0x40 bit itself."""
         if self.version == 4:
             total = 20 + payload_length
             flags = 0x4000 if df else 0
             value = self._base + tos + total + ident + flags
             value = (value & 0xFFFF) + (value >> 16)
             value = (value & 0xFFFF) + (value >> 16)
-            return (struct.pack("!BBHHHBBH", 0x45, tos, total, ident, flags, self._tail[0],
-                                self._tail[1], ~value & 0xFFFF) + self._tail[4:])
+            return _IPV4_FIXED.pack(0x45, tos, total, ident, flags, self._ttl, self._proto,
+                                    ~value & 0xFFFF) + self._addresses
         first = (6 << 28) | ((tos & 0xFF) << 20)
-        return struct.pack("!IH", first, payload_length) + self._head + self._tail
+        return _IPV6_FIRST.pack(first, payload_length) + self._head + self._addresses
+
+
+_IPV4_FIXED = struct.Struct("!BBHHHBBH")
+_IPV6_FIRST = struct.Struct("!IH")
 
 
 def ipv6_header(src: IPv6Address, dst: IPv6Address, next_header: int, payload_length: int, *,

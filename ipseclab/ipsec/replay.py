@@ -169,9 +169,14 @@ class ReplayWindow:
         Safe to call for a number that meanwhile fell out of the window (it is ignored) or was
         already recorded (nothing changes).
         """
+        highest = self._highest
+        if seq64 == highest + 1 and seq64 & _BIT_MASK and self._size:
+            # The next packet, in the block of the previous one: nothing to clear.
+            self._highest = seq64
+            self._blocks[(seq64 >> _BLOCK_SHIFT) & self._index_mask] |= 1 << (seq64 & _BIT_MASK)
+            return
         if not 0 < seq64 < _SEQ64_LIMIT:
             raise ValueError(f"sequence number {seq64} is outside 1..2**64-1")
-        highest = self._highest
         if self._size == 0:
             if seq64 > highest:
                 self._highest = seq64

@@ -132,8 +132,8 @@ class SecurityAssociation:
     def next_ident(self) -> int:
         """The IPv4 identification of the next outer header: never 0, which Linux would
         replace on a raw socket (and AH's ICV covers it)."""
-        self.ident = self.ident % 0xFFFF + 1
-        return self.ident
+        ident = self.ident = self.ident % 0xFFFF + 1
+        return ident
 
     @property
     def family(self) -> int:
