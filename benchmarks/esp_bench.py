@@ -85,8 +85,10 @@ def main() -> None:
         for _ in range(k):
             scapy_sa.encrypt(pkt)
 
-    rows = [("bare AESGCM encrypt", rate(bare_enc, n)), ("ipseclab encapsulate", rate(ours_enc, n)),
-            ("scapy encrypt", rate(scapy_enc, m, rounds=1)), ("bare AESGCM decrypt", rate(bare_dec, n)),
+    rows = [("bare AESGCM encrypt", rate(bare_enc, n)),
+            ("ipseclab encapsulate", rate(ours_enc, n)),
+            ("scapy encrypt", rate(scapy_enc, m, rounds=1)),
+            ("bare AESGCM decrypt", rate(bare_dec, n)),
             ("ipseclab decapsulate", rate(ours_dec, n))]
     print(f"{n} packets of {size} bytes, aes128gcm16, tunnel mode (scapy: {m} packets)")
     print(f"{'':24s} {'packets/s':>12s}")
