@@ -175,6 +175,32 @@ def _doctor(p: argparse.ArgumentParser):
     return run
 
 
+@command("lab", "start JupyterLab on the notebooks (the course)")
+def _lab(p: argparse.ArgumentParser):
+    p.description = ("Start JupyterLab on notebooks/. The lab notebooks build network"
+                     " namespaces, so on a lab VM run it as root; it listens on localhost only"
+                     " unless --ip says otherwise.")
+    p.add_argument("--port", type=int, default=8888)
+    p.add_argument("--ip", default="127.0.0.1", help="address to listen on (default: localhost)")
+
+    def run(a: argparse.Namespace) -> int:
+        import importlib.util
+        import os
+        from pathlib import Path
+
+        if importlib.util.find_spec("jupyterlab") is None:
+            raise IpsecLabError("JupyterLab is not installed: run IPSECLAB_EXTRAS=dev,notebooks"
+                                " ./scripts/setup.sh (or pip install 'ipseclab[notebooks]')")
+        notebooks = Path(__file__).resolve().parent.parent / "notebooks"
+        args = [sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={notebooks}",
+                f"--ip={a.ip}", f"--port={a.port}", "--no-browser"]
+        if os.geteuid() == 0:
+            args.append("--allow-root")
+        os.execv(sys.executable, args)
+        return 0
+    return run
+
+
 from ipseclab.drivers.cli_gateway import register as _register_gateway  # noqa: E402
 
 _register_gateway(command)
