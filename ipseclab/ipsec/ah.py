@@ -35,46 +35,59 @@ def icv_field_size(sa: SecurityAssociation) -> int:
     return sa.icv_size + (-(12 + sa.icv_size) % align)
 
 
-def zero_mutable(header: bytes) -> bytes:
-    """The IP header (with extension headers) as the ICV sees it (RFC 4302 §3.3.3.1)."""
-    h = bytearray(header)
-    if h[0] >> 4 == 4:
-        h[1] = 0  # TOS
-        h[6:9] = b"\x00\x00\x00"  # flags, fragment offset, TTL
-        h[10:12] = b"\x00\x00"  # header checksum
+def mutable_ranges(header: bytes) -> list[tuple[int, int, str]]:
+    """Where an IP header (with extension headers) has fields AH counts as zero, with names.
+
+    RFC 4302 §3.3.3.1 and Appendix A: IPv4 TOS, flags and fragment offset, TTL, checksum and
+    mutable options; IPv6 traffic class and flow label, hop limit, and the data of options
+    marked as changing en route (RFC 8200 §4.2). Byte 0 of IPv6 is listed whole, but its
+    version nibble is kept (:func:`zero_mutable`).
+    """
+    out: list[tuple[int, int, str]] = []
+    if header[0] >> 4 == 4:
+        out += [(1, 2, "TOS"), (6, 8, "Flags, Fragment Offset"), (8, 9, "TTL"),
+                (10, 12, "Header Checksum")]
         i = 20
-        while i < len(h):
-            kind = h[i]
+        while i < len(header):
+            kind = header[i]
             if kind == 0:
                 break
             if kind == 1:
                 i += 1
                 continue
-            length = h[i + 1] if i + 1 < len(h) else 0
+            length = header[i + 1] if i + 1 < len(header) else 0
             if length < 2:
                 break
             if kind not in _IMMUTABLE_V4_OPTIONS:
-                h[i : i + length] = bytes(min(length, len(h) - i))
+                out.append((i, min(i + length, len(header)), f"option {kind} (mutable)"))
             i += length
-        return bytes(h)
-    h[0] &= 0xF0  # traffic class (high nibble part) ...
-    h[1:4] = b"\x00\x00\x00"  # ... rest of the traffic class and the flow label
-    h[7] = 0  # hop limit
-    nh, offset = h[6], 40
-    while offset < len(h):
-        length = 8 if nh == ip.PROTO_FRAGMENT else (h[offset + 1] + 1) * 8
+        return out
+    out += [(0, 4, "Version (kept), Traffic Class, Flow Label"), (7, 8, "Hop Limit")]
+    nh, offset = header[6], 40
+    while offset < len(header):
+        length = 8 if nh == ip.PROTO_FRAGMENT else (header[offset + 1] + 1) * 8
         if nh in (ip.PROTO_HOPOPTS, ip.PROTO_DSTOPTS):
-            i, end = offset + 2, min(offset + length, len(h))
+            i, end = offset + 2, min(offset + length, len(header))
             while i < end:
-                kind = h[i]
-                if kind == 0:  # Pad1
+                kind = header[i]
+                if kind == 0:
                     i += 1
                     continue
-                size = h[i + 1] if i + 1 < end else 0
-                if kind & 0x20:  # RFC 8200 §4.2: option data may change en route
-                    h[i + 2 : i + 2 + size] = bytes(size)
+                size = header[i + 1] if i + 1 < end else 0
+                if kind & 0x20 and size:
+                    out.append((i + 2, i + 2 + size, f"option 0x{kind:02x} data (mutable)"))
                 i += 2 + size
-        nh, offset = h[offset], offset + length
+        nh, offset = header[offset], offset + length
+    return out
+
+
+def zero_mutable(header: bytes) -> bytes:
+    """The IP header (with extension headers) as the ICV sees it (RFC 4302 §3.3.3.1)."""
+    h = bytearray(header)
+    for start, end, _ in mutable_ranges(header):
+        h[start:end] = bytes(end - start)
+    if header[0] >> 4 == 6:
+        h[0] = header[0] & 0xF0  # the version stays
     return bytes(h)
 
 

@@ -30,6 +30,7 @@ from ipseclab.capture.decode import KeyRing
 from ipseclab.crypto import transforms
 from ipseclab.errors import AuthenticationFailed, IpsecLabError
 from ipseclab.ipsec import ah, ip
+from ipseclab.ipsec.ah import mutable_ranges
 from ipseclab.ipsec.sa import Protocol, SecurityAssociation
 from ipseclab.ipsec.udpencap import NAT_T_PORT, Udp4500Kind, classify, parse_udp
 from ipseclab.teaching.demo import parse_proposal
@@ -165,49 +166,6 @@ class ByteMap:
 
 
 # -- IP header fields ------------------------------------------------------------------------
-
-def mutable_ranges(header: bytes) -> list[tuple[int, int, str]]:
-    """The parts of an IP header that AH counts as zero (RFC 4302 §3.3.3.1, Appendix A).
-
-    Mirrors :func:`ipseclab.ipsec.ah.zero_mutable`, returning where instead of zeroing.
-    """
-    out: list[tuple[int, int, str]] = []
-    if header[0] >> 4 == 4:
-        out += [(1, 2, "TOS"), (6, 8, "Flags, Fragment Offset"), (8, 9, "TTL"),
-                (10, 12, "Header Checksum")]
-        i = 20
-        while i < len(header):
-            kind = header[i]
-            if kind == 0:
-                break
-            if kind == 1:
-                i += 1
-                continue
-            length = header[i + 1] if i + 1 < len(header) else 0
-            if length < 2:
-                break
-            if kind not in ah._IMMUTABLE_V4_OPTIONS:
-                out.append((i, min(i + length, len(header)), f"option {kind} (mutable)"))
-            i += length
-        return out
-    out += [(0, 4, "Version (kept), Traffic Class, Flow Label"), (7, 8, "Hop Limit")]
-    nh, offset = header[6], 40
-    while offset < len(header):
-        length = 8 if nh == ip.PROTO_FRAGMENT else (header[offset + 1] + 1) * 8
-        if nh in (ip.PROTO_HOPOPTS, ip.PROTO_DSTOPTS):
-            i, end = offset + 2, min(offset + length, len(header))
-            while i < end:
-                kind = header[i]
-                if kind == 0:
-                    i += 1
-                    continue
-                size = header[i + 1] if i + 1 < end else 0
-                if kind & 0x20 and size:
-                    out.append((i + 2, i + 2 + size, f"option 0x{kind:02x} data (mutable)"))
-                i += 2 + size
-        nh, offset = header[offset], offset + length
-    return out
-
 
 def _ip_fields(header: bytes) -> list[tuple[int, int, str]]:
     if header[0] >> 4 == 4:
