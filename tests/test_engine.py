@@ -67,20 +67,33 @@ def test_inner_packet_outside_the_policy_is_refused() -> None:
     """A peer holding the key still may not send what the SPD does not allow (RFC 4301 §5.2)."""
     gw1, gw2 = engines(TUNNEL)
     sa = gw1.sad.lookup_outbound("esp", reqid=1)
+    assert gw2.inbound(esp.encapsulate(sa, PING)).status is Status.OK
     sneaky = bytes(IP(src="10.9.9.9", dst="10.2.0.10") / ICMP())
-    wire = esp.encapsulate(sa, sneaky)
-    assert gw2.inbound(wire).status is Status.OK  # no in/fwd policy covers 10.9.9.9: allowed
-    config = xfrm.parse(TUNNEL + "ip xfrm policy add src 10.9.0.0/16 dst 10.2.0.0/24 dir fwd "
-                        "action block\n")
+    result = gw2.inbound(esp.encapsulate(sa, sneaky))
+    assert result.status is Status.POLICY_MISMATCH  # no in/fwd policy covers 10.9.9.9
+    assert "no in/fwd policy" in result.detail
+    config = xfrm.parse("ip xfrm policy add src 10.1.0.66/32 dst 10.2.0.0/24 dir fwd "
+                        "action block\n" + TUNNEL)  # same priority: the first one wins
     strict = IpsecEngine()
     strict.load(config.states, config.policies)
-    result = strict.inbound(esp.encapsulate(sa, sneaky))
-    assert result.status is Status.POLICY_MISMATCH
+    blocked = bytes(IP(src="10.1.0.66", dst="10.2.0.10") / ICMP())
+    result = strict.inbound(esp.encapsulate(sa, blocked))
+    assert result.status is Status.POLICY_MISMATCH and "discards" in result.detail
+
+
+def test_transport_mode_needs_no_inbound_policy() -> None:
+    text = (f"ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x1001 reqid 1 "
+            f"mode transport {GCM}\n")
+    a, b = engines(text)
+    packet = bytes(IP(src="192.0.2.1", dst="192.0.2.2") / ICMP())
+    assert b.inbound(esp.encapsulate(a.sad.lookup_outbound("esp", reqid=1), packet)).ok
 
 
 def test_sa_selector_is_checked() -> None:
     text = (f"ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x1001 reqid 1 "
-            f"mode tunnel {GCM} sel src 10.1.0.0/24 dst 10.2.0.0/24\n")
+            f"mode tunnel {GCM} sel src 10.1.0.0/24 dst 10.2.0.0/24\n"
+            "ip xfrm policy add src 0.0.0.0/0 dst 0.0.0.0/0 dir fwd tmpl src 192.0.2.1 "
+            "dst 192.0.2.2 proto esp reqid 1 mode tunnel\n")
     gw1, gw2 = engines(text)
     sa = gw1.sad.lookup_outbound("esp", reqid=1)
     assert gw2.inbound(esp.encapsulate(sa, PING)).status is Status.OK
@@ -159,6 +172,7 @@ def test_inbound_datagram_from_a_udp_socket() -> None:
     text = (f"ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x1001 reqid 1 "
             f"mode tunnel {GCM} encap espinudp 4500 4500 0.0.0.0\n")
     gw1, gw2 = engines(text)
+    gw2.spd.add(xfrm.parse(TUNNEL).policies[1])  # the fwd policy
     wire = esp.encapsulate(gw1.sad.lookup_outbound("esp", reqid=1), PING)
     hdr = parse_header(wire)
     datagram = wire[hdr.header_length + 8:]

@@ -291,6 +291,12 @@ class IpsecEngine:
             if result.status is Status.POLICY_MISMATCH:
                 sa.counters.policy_mismatch += 1
             return result
+        if sa.mode is Mode.TUNNEL:
+            # As Linux does (XfrmInNoPols): a decrypted tunnel packet needs an in or fwd
+            # policy that allows it; transport mode needs none.
+            sa.counters.policy_mismatch += 1
+            result.status = Status.POLICY_MISMATCH
+            result.detail = f"no in/fwd policy allows {fields}"
         return result
 
     def _count(self, result: Unprotected) -> Unprotected:
