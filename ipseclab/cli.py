@@ -63,23 +63,28 @@ def _encap(p: argparse.ArgumentParser):
 
 @command("decode", "decode a capture: every frame, ESP opened and AH checked with keys")
 def _decode(p: argparse.ArgumentParser):
-    p.description = "Decode every frame of a capture, opening ESP and checking AH with keys."
+    p.description = ("Decode every frame of a capture: ESP opened, AH checked and IKE's SK"
+                     " payloads opened with the keys given.")
     p.add_argument("capture", help="pcap or pcapng file")
     p.add_argument("--esp-sa", metavar="KEYLOG", action="append", default=[],
                    help="Wireshark esp_sa key log (may be repeated)")
     p.add_argument("--sa-file", metavar="XFRM", action="append", default=[],
                    help="'ip xfrm' file whose SAs give keys (ESP and AH)")
+    p.add_argument("--ikev2", metavar="KEYLOG", action="append", default=[],
+                   help="Wireshark ikev2_decryption_table key log: opens IKE's SK payloads"
+                   " (may be repeated)")
     p.add_argument("--json", action="store_true", help="one JSON object per frame and line")
 
     def run(a: argparse.Namespace) -> int:
         from ipseclab.capture.decode import KeyRing, decode_capture
         from ipseclab.capture.summary import frame_line
         from ipseclab.config import xfrm
-        from ipseclab.keylog import read_esp_sa
+        from ipseclab.keylog import read_esp_sa, read_ikev2
 
         entries = [e for path in a.esp_sa for e in read_esp_sa(path)]
         sas = [sa for path in a.sa_file for sa in xfrm.load(path).states]
-        ring = KeyRing(entries, sas)
+        ike_entries = [e for path in a.ikev2 for e in read_ikev2(path)]
+        ring = KeyRing(entries, sas, ike_entries=ike_entries)
         out = sys.stdout
         counts: dict[str, int] = {}
         for frame in decode_capture(a.capture, ring):
@@ -204,6 +209,10 @@ def _lab(p: argparse.ArgumentParser):
 from ipseclab.drivers.cli_gateway import register as _register_gateway  # noqa: E402
 
 _register_gateway(command)
+
+from ipseclab.attacks.cli import register as _register_attack  # noqa: E402
+
+_register_attack(command)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,60 @@
+"""The attack library: weak configurations, working attacks, and the fix that stops each.
+
+Every attack is a module with ``WEAK`` and ``RECOMMENDED`` (names of configurations under
+``topologies/attacks/<attack>/``) and ``run(lab_or_none, config="weak"|"recommended", ...)
+-> AttackResult``. It runs for real against the lab's own ``impl: ipseclab`` gateways in the
+``on-path-attacker`` topology's namespaces, sends its packets from mallory or a host, and
+reports what it learned or forged and the gateway counters that explain a failure.
+
+Data-plane attacks are here; IKE attacks (weak PSK, weak DH, unchecked DH values,
+downgrade) add a module and a row to :data:`ATTACKS` the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+from ipseclab.attacks.common import AttackResult
+
+__all__ = ["ATTACKS", "AttackInfo", "AttackResult", "load"]
+
+
+@dataclass(frozen=True)
+class AttackInfo:
+    name: str
+    one_line: str
+    module: str  # dotted module path, imported on use
+
+    def load(self) -> ModuleType:
+        return importlib.import_module(self.module)
+
+
+ATTACKS: dict[str, AttackInfo] = {a.name: a for a in (
+    AttackInfo("esp-null", "integrity-only ESP-NULL or AH: mallory reads the payload",
+               "ipseclab.attacks.esp_null"),
+    AttackInfo("bitflip", "ESP-CBC without integrity: an IV flip makes h2 leak the plaintext",
+               "ipseclab.attacks.bitflip"),
+    AttackInfo("replay", "replay-window 0: a recorded command is carried out again",
+               "ipseclab.attacks.replay"),
+    AttackInfo("gcm-nonce-reuse", "static GCM keys reused after a restart: XOR, H, forgery",
+               "ipseclab.attacks.gcm_nonce_reuse"),
+    AttackInfo("traffic-analysis", "lengths and endpoints without TFC padding",
+               "ipseclab.attacks.traffic_analysis"),
+    AttackInfo("sweet32", "64-bit blocks (3DES): the birthday bound under one SA",
+               "ipseclab.attacks.sweet32"),
+)}
+
+
+def load(name: str) -> ModuleType:
+    """The module of a registered attack."""
+    from ipseclab.attacks.common import nearest_name
+
+    info = ATTACKS.get(name)
+    if info is None:
+        from ipseclab.errors import ConfigError
+
+        raise ConfigError(f"unknown attack '{name}'{nearest_name(name, list(ATTACKS))};"
+                          f" known: {', '.join(ATTACKS)}")
+    return info.load()
