@@ -4,6 +4,10 @@ This is ``ipseclab decode``. Keys come from Wireshark's ``esp_sa`` file (what th
 writes beside its captures) and/or from an ``ip xfrm`` file of manual SAs. AH needs no key
 to be read (it encrypts nothing): without one its frames say ``unverified``.
 
+IKE messages (UDP 500, and UDP 4500 behind the non-ESP marker, RFC 3948 §2.2) are parsed,
+and their SK payloads (RFC 7296 §3.14) opened with the keys of Wireshark's
+``ikev2_decryption_table``: the frame names the exchange, the Message ID and every payload.
+
 The per-frame work uses bytes and :mod:`struct` only; a Scapy packet is built when
 :attr:`DecodedFrame.inner` is asked for, so decoding a large capture stays fast.
 """
@@ -14,13 +18,14 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from ipseclab.capture.ike_decode import IkeKeys, IkeView, view_message
 from ipseclab.capture.keys import sa_from_entry
 from ipseclab.capture.pcap import ip_payload, read_capture
 from ipseclab.ipsec import ah, esp, ip
 from ipseclab.ipsec.sa import Mode, Protocol, SecurityAssociation
 from ipseclab.ipsec.udpencap import IKE_PORT, NAT_T_PORT, Udp4500Kind, classify, parse_udp
 from ipseclab.ipsec.verdict import Status, Unprotected
-from ipseclab.keylog import EspSaEntry
+from ipseclab.keylog import EspSaEntry, IkeSaEntry
 
 # A decoder sees both old and new packets of a capture; a wide window still flags a replay.
 DECODE_REPLAY_WINDOW = 4096
@@ -28,7 +33,11 @@ DECODE_REPLAY_WINDOW = 4096
 
 @dataclass(slots=True)
 class DecodedFrame:
-    """One frame of a capture as ``decode`` reports it (``frame`` counts from 1, as Wireshark)."""
+    """One frame of a capture as ``decode`` reports it (``frame`` counts from 1, as Wireshark).
+
+    For IKE (``proto`` "ike") ``ike`` holds the message's view; ``exchange``, ``message_id``,
+    ``payloads`` and the other IKE properties read from it (None for other frames).
+    """
 
     frame: int
     time: float
@@ -43,7 +52,35 @@ class DecodedFrame:
     udp_encap: bool = False
     inner_bytes: bytes | None = None
     detail: str = ""
+    ike: IkeView | None = None
     _scapy: object | None = field(default=None, repr=False)
+
+    @property
+    def exchange(self) -> str | None:
+        return self.ike.exchange if self.ike else None
+
+    @property
+    def message_id(self) -> int | None:
+        return self.ike.message_id if self.ike else None
+
+    @property
+    def from_initiator(self) -> bool | None:
+        """The I flag: sent by the original initiator of the IKE SA (RFC 7296 §3.1)."""
+        return self.ike.initiator if self.ike else None
+
+    @property
+    def response(self) -> bool | None:
+        return self.ike.response if self.ike else None
+
+    @property
+    def payloads(self) -> list[str] | None:
+        """Outer payload names, SK with its decrypted contents in braces."""
+        return self.ike.shown_payloads if self.ike else None
+
+    @property
+    def inner_payloads(self) -> list[str] | None:
+        """Names of the payloads inside SK (None: not decrypted, or no SK)."""
+        return self.ike.inner if self.ike else None
 
     @property
     def inner(self):
@@ -64,18 +101,31 @@ class DecodedFrame:
             "udp_encap": self.udp_encap,
             "inner": self.inner_bytes.hex() if self.inner_bytes is not None else None,
             "detail": self.detail,
+            **self._ike_json(),
         }
+
+    def _ike_json(self) -> dict:
+        v = self.ike
+        if v is None:
+            return {"exchange": None, "message_id": None, "initiator": None, "response": None,
+                    "spi_i": None, "spi_r": None, "payloads": None, "sk_payloads": None}
+        return {"exchange": v.exchange, "message_id": v.message_id, "initiator": v.initiator,
+                "response": v.response, "spi_i": v.spi_i.hex(), "spi_r": v.spi_r.hex(),
+                "payloads": list(v.payloads), "sk_payloads": v.inner}
 
 
 class KeyRing:
-    """The SAs a decoder can use, found by protocol and SPI.
+    """The SAs a decoder can use, found by protocol and SPI; and the IKE SAs' keys.
 
+    ``ike_entries`` are ``ikev2_decryption_table`` lines (:func:`ipseclab.keylog.read_ikev2`).
     An ``esp_sa`` line does not say whether the SA used ESN, so each line gives two
     candidate SAs; the first whose ICV verifies is kept for the rest of the capture.
     """
 
     def __init__(self, entries: Iterable[EspSaEntry] = (),
-                 sas: Iterable[SecurityAssociation] = ()) -> None:
+                 sas: Iterable[SecurityAssociation] = (), *,
+                 ike_entries: Iterable[IkeSaEntry] = ()) -> None:
+        self.ike = IkeKeys(ike_entries)
         self._candidates: dict[tuple[Protocol, int | None], list[SecurityAssociation]] = {}
         for entry in entries:
             key = (Protocol.ESP, entry.spi)
@@ -150,6 +200,14 @@ def _ah_unverified(packet: bytes) -> Unprotected:
                        detail="AH is readable without a key; its ICV was not checked")
 
 
+def _ike(frame: DecodedFrame, message: bytes, ring: KeyRing) -> DecodedFrame:
+    frame.proto = "ike"
+    view = view_message(message, ring.ike)
+    frame.ike = view
+    frame.status, frame.detail = view.status, view.detail
+    return frame
+
+
 def decode_packet(number: int, time: float, packet: bytes | None, ring: KeyRing) -> DecodedFrame:
     """Decode one IP packet (None for a frame that carries no IP)."""
     if packet is None:
@@ -174,8 +232,8 @@ def decode_packet(number: int, time: float, packet: bytes | None, ring: KeyRing)
                 frame.udp_encap = True
                 proto, start = ip.PROTO_ESP, start + 8
             elif kind is Udp4500Kind.IKE:
-                frame.proto = "ike"
-                return frame
+                frame.udp_encap = True
+                return _ike(frame, payload[4:], ring)
             elif kind is Udp4500Kind.KEEPALIVE:
                 frame.proto, frame.status = "esp", Status.KEEPALIVE.value
                 frame.udp_encap = True
@@ -184,8 +242,7 @@ def decode_packet(number: int, time: float, packet: bytes | None, ring: KeyRing)
                 frame.status = Status.MALFORMED.value
                 return frame
         elif IKE_PORT in (sport, dport):
-            frame.proto = "ike"
-            return frame
+            return _ike(frame, payload, ring)
         else:
             return frame
     if proto == ip.PROTO_ESP:

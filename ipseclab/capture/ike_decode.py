@@ -4,6 +4,13 @@ Keys come from Wireshark's ``ikev2_decryption_table`` (what ipseclab's gateway a
 engine write): SK_ei/SK_ai for messages the original initiator sent, SK_er/SK_ar for the
 responder's (RFC 7296 §2.14). The result names the exchange and every payload, the inner
 ones too, which is what a ladder diagram of the handshake needs.
+
+Payload names follow the RFC's notation where it is unambiguous: ``Ni`` in a request and
+``Nr`` in a response (§1.2, §1.3), ``N(TYPE)`` for a Notify, ``SK`` for the Encrypted
+payload (§3.14) whose contents :attr:`IkeView.inner` lists.
+
+:func:`ike_packet` goes the other way: it wraps an IKE message into the IP/UDP packet a
+capture of the wire would show (with the non-ESP marker on port 4500, RFC 3948 §2.2).
 """
 
 from __future__ import annotations
@@ -14,12 +21,16 @@ from dataclasses import dataclass, field
 from ipseclab.crypto import transforms
 from ipseclab.crypto.transforms import EncryptionAlgorithm, IntegrityAlgorithm
 from ipseclab.errors import AuthenticationFailed, IpsecLabError
-from ipseclab.ike.constants import ExchangeType, PayloadType
+from ipseclab.ike.constants import ExchangeType, NotifyType, PayloadType
 from ipseclab.ike.message import Message, parse_message
 from ipseclab.ike.payload_base import MalformedMessage, Payload
 from ipseclab.ike.payloads import Encrypted, Notify
 from ipseclab.ike.sk import SkCipher
+from ipseclab.ipsec import ip
+from ipseclab.ipsec.udpencap import IKE_PORT, NON_ESP_MARKER
 from ipseclab.keylog import IkeSaEntry
+
+__all__ = ["IkeKeys", "IkeView", "ike_packet", "view_message"]
 
 # The IKE SA's own names; tshark 4.0 has none for ChaCha20-Poly1305, so the IKE engine
 # writes ipseclab's keyword there.
@@ -31,24 +42,30 @@ _INTEGRITY_BY_NAME: dict[str, IntegrityAlgorithm] = {
     a.ike_wireshark_name: a for a in transforms.INTEGRITY.values() if a.ike_wireshark_name}
 
 
-def _payload_name(p: Payload) -> str:
-    try:
-        name = PayloadType(p.payload_type).name
-    except ValueError:
-        name = f"payload {p.payload_type}"
+def _payload_name(p: Payload, response: bool) -> str:
     if isinstance(p, Notify):
         try:
-            from ipseclab.ike.constants import NotifyType
-
             return f"N({NotifyType(p.notify_type).name})"
-        except (ValueError, AttributeError):
-            return f"N({getattr(p, 'notify_type', '?')})"
-    return name
+        except ValueError:
+            return f"N({p.notify_type})"
+    if p.payload_type == PayloadType.NONCE:
+        return "Nr" if response else "Ni"
+    try:
+        return PayloadType(p.payload_type).name
+    except ValueError:
+        return f"payload {p.payload_type}"
 
 
 @dataclass
 class IkeView:
-    """One IKE message as a decoder sees it."""
+    """One IKE message as a decoder sees it.
+
+    ``initiator``: the I flag, i.e. sent by the *original* initiator of the IKE SA (§3.1);
+    ``response``: the R flag. ``inner`` lists the payloads inside SK, None when it was not
+    opened (then ``status`` says why). ``message`` and ``inner_payloads`` are the parsed
+    objects, for a reader who wants the values (nonces, KE data, AUTH) and not only names;
+    ``data`` the message's bytes as sent (what AUTH signs for IKE_SA_INIT, §2.15).
+    """
 
     exchange: str
     message_id: int
@@ -60,14 +77,34 @@ class IkeView:
     inner: list[str] | None = None  # None: not decrypted
     status: str = "ok"  # ok, no_sa (no keys for the SK payload), auth_failed, malformed
     detail: str = ""
+    message: Message | None = field(default=None, repr=False)
+    inner_payloads: list[Payload] | None = field(default=None, repr=False)
+    data: bytes = field(default=b"", repr=False)
 
-    def describe(self) -> str:
-        who = "initiator" if self.initiator else "responder"
-        kind = "response" if self.response else "request"
+    @property
+    def shown_payloads(self) -> list[str]:
+        """The payload names with SK's contents in braces: ``['SK{IDi, AUTH, SA, TSi, TSr}']``."""
         shown = list(self.payloads)
         if self.inner is not None and "SK" in shown:
             shown[shown.index("SK")] = "SK{" + ", ".join(self.inner) + "}"
-        return f"{self.exchange} #{self.message_id} {kind} from {who}: {', '.join(shown)}"
+        return shown
+
+    def describe(self) -> str:
+        """``IKE_AUTH #1 request from initiator: SK{IDi, AUTH, SA, TSi, TSr}``."""
+        if self.status == "malformed" and self.message is None:
+            return f"malformed IKE message: {self.detail}"
+        who = "initiator" if self.initiator else "responder"
+        kind = "response" if self.response else "request"
+        return (f"{self.exchange} #{self.message_id} {kind} from {who}: "
+                f"{', '.join(self.shown_payloads)}")
+
+    def find(self, cls: type[Payload]) -> Payload | None:
+        """The first payload of type ``cls``, outside or inside SK."""
+        for p in [*(self.message.payloads if self.message else []),
+                  *(self.inner_payloads or [])]:
+            if isinstance(p, cls):
+                return p
+        return None
 
 
 class IkeKeys:
@@ -81,6 +118,10 @@ class IkeKeys:
         return len(self._entries)
 
     def cipher(self, spi_i: bytes, spi_r: bytes, from_initiator: bool) -> SkCipher | None:
+        """The cipher of one direction, None without an entry for this SPI pair.
+
+        Raises :class:`IpsecLabError` for an entry whose algorithm names are unknown.
+        """
         key = (spi_i, spi_r, from_initiator)
         if key not in self._ciphers:
             self._ciphers[key] = self._build(spi_i, spi_r, from_initiator)
@@ -97,31 +138,66 @@ class IkeKeys:
         if not enc.aead and integ is None:
             raise IpsecLabError(f"IKE key log: unknown integrity '{entry.integrity}'")
         ek, ak = (entry.sk_ei, entry.sk_ai) if from_initiator else (entry.sk_er, entry.sk_ar)
-        return SkCipher(enc, ek, integ, ak if integ else b"")
+        try:
+            return SkCipher(enc, ek, integ, ak if integ else b"")
+        except (ValueError, TypeError) as exc:
+            raise IpsecLabError(f"IKE key log: key does not fit {enc.keyword}: {exc}") from None
 
 
 def view_message(data: bytes, keys: IkeKeys | None = None) -> IkeView:
-    """Parse one IKE message (after any non-ESP marker) and open its SK payload if we can."""
+    """Parse one IKE message (after any non-ESP marker) and open its SK payload if we can.
+
+    Never raises on what a capture may hold: a broken message gives ``status`` malformed,
+    a wrong key auth_failed, a missing (or unusable) key no_sa.
+    """
+    data = bytes(data)
     try:
         msg: Message = parse_message(data)
     except MalformedMessage as exc:
-        return IkeView("?", 0, False, False, b"", b"", status="malformed", detail=str(exc))
+        return IkeView("?", 0, False, False, b"", b"", status="malformed", detail=str(exc),
+                       data=data)
     try:
         exchange = ExchangeType(msg.exchange_type).name
     except ValueError:
         exchange = f"exchange {msg.exchange_type}"
-    view = IkeView(exchange, msg.message_id, msg.is_initiator, msg.is_response, msg.spi_i,
-                   msg.spi_r, [_payload_name(p) for p in msg.payloads])
+    response = msg.is_response
+    view = IkeView(exchange, msg.message_id, msg.is_initiator, response, msg.spi_i,
+                   msg.spi_r, [_payload_name(p, response) for p in msg.payloads], message=msg,
+                   data=data)
     if not msg.payloads or not isinstance(msg.payloads[-1], Encrypted):
         return view
-    cipher = keys.cipher(msg.spi_i, msg.spi_r, msg.is_initiator) if keys is not None else None
+    try:
+        cipher = keys.cipher(msg.spi_i, msg.spi_r, msg.is_initiator) if keys else None
+    except IpsecLabError as exc:
+        view.status, view.detail = "no_sa", str(exc)
+        return view
     if cipher is None:
         view.status, view.detail = "no_sa", "no IKE keys for these SPIs"
         return view
     try:
-        view.inner = [_payload_name(p) for p in cipher.open(data, msg)]
+        inner = cipher.open(data, msg)
     except AuthenticationFailed as exc:
         view.status, view.detail = "auth_failed", str(exc)
-    except MalformedMessage as exc:
+        return view
+    except (MalformedMessage, ValueError) as exc:
         view.status, view.detail = "malformed", str(exc)
+        return view
+    view.inner_payloads = inner
+    view.inner = [_payload_name(p, response) for p in inner]
     return view
+
+
+def ike_packet(message: bytes, src: tuple[str, int], dst: tuple[str, int],
+               ident: int = 0) -> bytes:
+    """The IP packet that carries one IKE message from ``src`` to ``dst`` (address, port).
+
+    Away from port 500 (on 4500 after NAT detection, RFC 7296 §2.23) the message goes behind
+    the four-zero-octet non-ESP marker (RFC 3948 §2.2). The UDP checksum is computed, as a
+    real stack does.
+    """
+    payload = message if IKE_PORT in (src[1], dst[1]) else NON_ESP_MARKER + message
+    s, d = ip.as_address(src[0]), ip.as_address(dst[0])
+    udp = (src[1].to_bytes(2, "big") + dst[1].to_bytes(2, "big")
+           + (8 + len(payload)).to_bytes(2, "big") + b"\x00\x00" + payload)
+    return ip.fix_transport_checksum(ip.ip_header(s, d, ip.PROTO_UDP, len(udp), ident=ident)
+                                     + udp)

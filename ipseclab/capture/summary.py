@@ -26,6 +26,8 @@ def packet_summary(packet: bytes) -> str:
 
 
 def frame_line(frame: DecodedFrame) -> str:
+    """One line per frame; an IKE frame reads
+    ``IKE_AUTH #1 request from initiator: SK{IDi, AUTH, SA, TSi, TSr}``."""
     head = f"{frame.frame:6d} {frame.time:14.6f}  {frame.proto:5s} {frame.status:12s}"
     if frame.proto in ("esp", "ah") and frame.spi is not None:
         head += f" spi 0x{frame.spi:08x} seq {frame.seq}"
@@ -33,7 +35,11 @@ def frame_line(frame: DecodedFrame) -> str:
         head += f"  {frame.src} > {frame.dst}"
     if frame.udp_encap:
         head += " (UDP 4500)"
-    if frame.inner_bytes is not None:
+    if frame.ike is not None:
+        head += "  " + frame.ike.describe()
+        if frame.status not in ("ok", "malformed"):
+            head += f"  ({frame.detail})"
+    elif frame.inner_bytes is not None:
         head += f"  [{frame.mode}] {packet_summary(frame.inner_bytes)}"
     elif frame.detail and frame.status != "ok":
         head += f"  ({frame.detail})"
