@@ -23,7 +23,9 @@ from typing import Any
 
 from ipseclab.errors import IpsecLabError
 
-CTL_COMMANDS = ("list-sas", "list-policies", "load", "flush", "stats", "stop")
+CTL_COMMANDS = ("list-sas", "list-policies", "load", "flush", "stats", "stop",
+                "list-conns", "initiate", "terminate", "rekey")
+_NEEDS_TARGET = {"initiate": "CHILD|CONN", "terminate": "IKE|CONN|CHILD", "rekey": "IKE|CHILD"}
 
 
 def setup_gateway(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
@@ -33,6 +35,12 @@ def setup_gateway(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
                      " wire, a control socket for 'ipseclab ctl'. Needs root.")
     p.add_argument("--manual", metavar="FILE", type=Path,
                    help="manual SAs and policies ('ip xfrm state/policy add' lines)")
+    p.add_argument("--swanctl", metavar="FILE", type=Path,
+                   help="IKEv2 connections and secrets (swanctl.conf); may go with --manual")
+    p.add_argument("--ike-retransmit-base", type=float, default=1.0, metavar="SECONDS",
+                   help="first IKE retransmission after SECONDS, doubling (default 1)")
+    p.add_argument("--ike-retransmit-tries", type=int, default=5, metavar="N",
+                   help="retransmissions before a peer counts as dead (default 5)")
     p.add_argument("--name", help="gateway name (default: the manual file's name, or 'gw')")
     p.add_argument("--control", metavar="PATH", type=Path,
                    help="control socket (default /run/ipseclab/NAME.sock)")
@@ -54,10 +62,16 @@ def setup_gateway(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
         setup_logging(a.log_level)
         if not 576 <= a.mtu <= 65535:
             raise IpsecLabError(f"--mtu {a.mtu} is outside 576..65535")
-        name = a.name or (a.manual.stem if a.manual else "gw")
-        options = GatewayOptions(name=name, manual=a.manual, control=a.control,
+        first = a.manual or a.swanctl
+        name = a.name or (first.name.split(".")[0] if first else "gw")
+        if a.ike_retransmit_base <= 0 or a.ike_retransmit_tries < 0:
+            raise IpsecLabError("--ike-retransmit-base must be > 0 and --ike-retransmit-tries"
+                                " >= 0")
+        options = GatewayOptions(name=name, manual=a.manual, swanctl=a.swanctl,
+                                 control=a.control,
                                  keylog_dir=a.keylog_dir, tun=a.tun, mtu=a.mtu, mark=a.mark,
-                                 table=a.table, pidfile=a.pidfile)
+                                 table=a.table, pidfile=a.pidfile,
+                                 ike_retransmit=(a.ike_retransmit_base, a.ike_retransmit_tries))
         return run_gateway(options)
     return run
 
@@ -70,7 +84,9 @@ def setup_ctl(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]
     where.add_argument("--name", help="the gateway's name (socket /run/ipseclab/NAME.sock)")
     p.add_argument("ctl_command", metavar="COMMAND", choices=CTL_COMMANDS,
                    help=", ".join(CTL_COMMANDS))
-    p.add_argument("file", nargs="?", help="for load: the 'ip xfrm' file")
+    p.add_argument("file", nargs="?", metavar="ARG",
+                   help="load: the 'ip xfrm' file; initiate: CHILD or CONN; terminate: IKE SA,"
+                        " CONN or CHILD; rekey: IKE SA or CHILD")
     p.add_argument("--json", action="store_true", help="print the reply as JSON")
 
     def run(a: argparse.Namespace) -> int:
@@ -81,7 +97,19 @@ def setup_ctl(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]
                 if not a.file:
                     raise IpsecLabError("load needs a file: ipseclab ctl load FILE")
                 request["file"] = str(Path(a.file).resolve())
+            if a.ctl_command in _NEEDS_TARGET:
+                if not a.file:
+                    raise IpsecLabError(f"{a.ctl_command} needs a name: ipseclab ctl"
+                                        f" {a.ctl_command} {_NEEDS_TARGET[a.ctl_command]}")
+                request["target"] = a.file
             result = request_gateway(path, request)
+            if a.ctl_command == "list-sas":
+                try:
+                    ike = request_gateway(path, {"command": "list-ike-sas"})
+                except IpsecLabError:
+                    ike = None  # a gateway without IKE
+                if ike is not None:
+                    result = {"ike_sas": ike, "sas": result} if a.json else (ike, result)
         except IpsecLabError as exc:
             print(f"ipseclab: error: {exc}", file=sys.stderr)
             return 1
@@ -153,7 +181,13 @@ def request_gateway(path: Path, request: dict[str, Any], timeout: float = 10.0) 
 
 def format_result(command: str, result: Any) -> str:
     if command == "list-sas":
+        if isinstance(result, tuple):
+            return format_ike_sas(*result)
         return format_sas(result)
+    if command == "list-conns":
+        return format_conns(result)
+    if command in ("initiate", "terminate", "rekey"):
+        return format_action(command, result)
     if command == "list-policies":
         return format_policies(result)
     if command == "stats":
@@ -190,6 +224,72 @@ def format_sas(sas: list[dict[str, Any]]) -> str:
             if drops:
                 lines.append("      dropped: " + ", ".join(f"{k} {v}" for k, v in drops.items()))
     return "\n".join(lines)
+
+
+def format_ike_sas(ike_sas: list[dict[str, Any]], sas: list[dict[str, Any]]) -> str:
+    """IKE SAs with their child SAs, in the shape of ``swanctl --list-sas``; then the SAs
+    no IKE SA made (manual ones)."""
+    lines = []
+    for n, ike in enumerate(ike_sas, 1):
+        spi_i, spi_r = ike["name"][:16], ike["name"][16:]
+        star = ("*", "") if ike["initiator"] else ("", "*")
+        lines.append(f"{ike['connection']}: #{n}, {ike['state']}, IKEv2, {spi_i}_i{star[0]}"
+                     f" {spi_r}_r{star[1]}")
+        local, remote = ike["local"], ike["remote"]
+        lines.append(f"  local  '{ike.get('local_id', '')}' @ {local[0]}[{local[1]}]")
+        lines.append(f"  remote '{ike.get('remote_id', '')}' @ {remote[0]}[{remote[1]}]")
+        if "proposal" in ike:
+            nat = ", NAT-T" if ike.get("nat") else ""
+            lines.append(f"  {ike['proposal']}{nat}")
+            lines.append(f"  established {ike['established']:g}s ago, rekeyed"
+                         f" {ike.get('rekeys', 0)} times")
+        for child in ike["children"]:
+            encap = "-in-UDP" if any(s["encap"] for s in child["sas"]) else ""
+            lines.append(f"  {child['name']}: #{child['reqid']}, reqid {child['reqid']},"
+                         f" INSTALLED, {child['mode'].upper()}{encap}, ESP:{child['proposal']}")
+            lines.append(f"    installed {child['installed']:g}s ago")
+            for sa in child["sas"]:
+                lines.append(f"    {sa['direction']:<3} {sa['spi'][2:]}, {sa['bytes']:>10} bytes,"
+                             f" {sa['packets']:>8} packets")
+            lines.append(f"    local  {' '.join(child['local_ts'])}")
+            lines.append(f"    remote {' '.join(child['remote_ts'])}")
+    manual = [s for s in sas if "ike_sa" not in s]
+    if manual:
+        lines.append(format_sas(manual))
+    return "\n".join(lines) or "no SAs"
+
+
+def format_conns(conns: list[dict[str, Any]]) -> str:
+    """Connections as ``swanctl --list-conns`` shows them."""
+    lines = []
+    for c in conns:
+        lines.append(f"{c['name']}: IKEv2, rekeying every {c['rekey_time']:g}s"
+                     + (f", dpd delay {c['dpd_delay']:g}s" if c["dpd_delay"] else ""))
+        lines.append(f"  local:  {','.join(c['local_addrs'])}")
+        lines.append(f"  remote: {','.join(c['remote_addrs'])}")
+        lines.append(f"  local {c['local_auth']} authentication:")
+        lines.append(f"    id: {c['local_id'] or '%any'}")
+        lines.append(f"  remote {c['remote_auth']} authentication:")
+        lines.append(f"    id: {c['remote_id']}")
+        for ch in c["children"]:
+            trap = ", trap installed" if ch["trapped"] else ""
+            lines.append(f"  {ch['name']}: TUNNEL, rekeying every {ch['rekey_time']:g}s,"
+                         f" start {ch['start_action']}, dpd {ch['dpd_action']},"
+                         f" close {ch['close_action']}{trap}"
+                         .replace("TUNNEL", ch["mode"].upper()))
+            lines.append(f"    local:  {' '.join(ch['local_ts'])}")
+            lines.append(f"    remote: {' '.join(ch['remote_ts'])}")
+    return "\n".join(lines) or "no connections"
+
+
+def format_action(command: str, result: dict[str, Any]) -> str:
+    if command == "initiate":
+        return (f"initiating {result['connection']}"
+                + (f" (child {result['child']})" if result.get("child") else "")
+                + f" by {result['how']}")
+    done = result.get("terminated" if command == "terminate" else "rekeyed", [])
+    verb = "terminating" if command == "terminate" else "rekeying"
+    return f"{verb} {', '.join(done)}" if done else f"nothing to {command}"
 
 
 def format_policies(policies: list[dict[str, Any]]) -> str:

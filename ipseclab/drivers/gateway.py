@@ -79,6 +79,23 @@ class IkeHandler(Protocol):
     def __call__(self, message: bytes, remote: tuple[str, int], local: str) -> None: ...
 
 
+class GatewayExtension(Protocol):
+    """What keys the gateway beyond manual SAs (IKE: :mod:`ipseclab.drivers.ike_gateway`).
+
+    ``start`` runs once the sockets and the TUN are up, ``close`` before they go;
+    ``acquire`` gets each packet a PROTECT policy has no SA for (RFC 4301 §5.1, step 3);
+    ``handle`` answers control commands first and returns NotImplemented for the rest.
+    """
+
+    def start(self, gateway: Gateway) -> None: ...
+
+    def close(self) -> None: ...
+
+    def acquire(self, result: Any, packet: bytes) -> None: ...
+
+    def handle(self, request: dict[str, Any]) -> Any: ...
+
+
 RECV_BUFFER = 4 << 20
 
 
@@ -88,6 +105,7 @@ class GatewayOptions:
 
     name: str
     manual: Path | None = None
+    swanctl: Path | None = None
     control: Path | None = None
     keylog_dir: Path | None = None
     tun: str = "ipsec0"
@@ -95,6 +113,7 @@ class GatewayOptions:
     mark: int = DEFAULT_MARK
     table: int = DEFAULT_TABLE
     pidfile: Path | None = None
+    ike_retransmit: tuple[float, int] = (1.0, 5)  # first timeout (doubling), retransmissions
 
 
 @dataclass
@@ -158,10 +177,12 @@ class Gateway:
     """One gateway: an :class:`IpsecEngine`, a TUN device, its sockets, routes and control."""
 
     def __init__(self, engine: IpsecEngine, options: GatewayOptions,
-                 ike_handler: IkeHandler | None = None) -> None:
+                 ike_handler: IkeHandler | None = None,
+                 extension: GatewayExtension | None = None) -> None:
         self.engine = engine
         self.options = options
         self.ike_handler = ike_handler
+        self.extension = extension
         self.counters = DriverCounters()
         self.netconf = NetConf()
         self.tun: TunDevice | None = None
@@ -222,12 +243,19 @@ class Gateway:
             self._keylog_add(list(self.engine.sad))
         loop = asyncio.get_running_loop()
         loop.add_reader(self.tun.fd, self._on_tun)
+        if self.extension is not None:
+            self.extension.start(self)
         log.info("up: TUN %s (MTU %d), %d SAs, %d policies, mark 0x%x, table %d",
                  self.tun.name, o.mtu, len(self.engine.sad), len(self.engine.spd), o.mark,
                  o.table)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.extension is not None:
+            try:
+                self.extension.close()
+            except Exception:
+                log.warning("closing %s failed", type(self.extension).__name__, exc_info=True)
         if self._lifetime_task is not None:
             self._lifetime_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -444,8 +472,11 @@ class Gateway:
             c.discarded += 1
         elif action == "acquire":
             c.acquire += 1
-            self.ratelog("acquire", "no SA yet: %s (packet dropped)", result.detail,
-                         level=logging.INFO)
+            if self.extension is not None:
+                self.extension.acquire(result, packet)
+            else:
+                self.ratelog("acquire", "no SA yet: %s (packet dropped)", result.detail,
+                             level=logging.INFO)
         else:
             c.protect_errors += 1
             self.ratelog("protect", "cannot protect: %s", result.detail)
@@ -724,6 +755,10 @@ class Gateway:
     def handle(self, request: dict[str, Any]) -> Any:
         """One control command (JSON in, JSON-able out); see ``ipseclab ctl --help``."""
         command = request.get("command")
+        if self.extension is not None:
+            answer = self.extension.handle(request)
+            if answer is not NotImplemented:
+                return answer
         if command == "list-sas":
             return self.list_sas()
         if command == "list-policies":
@@ -805,7 +840,8 @@ def setup_logging(level: str) -> None:
 
 
 def run_gateway(options: GatewayOptions) -> int:
-    """Load the manual SAs, run the daemon until it is stopped; 0 on a clean stop."""
+    """Load the manual SAs and/or the swanctl.conf, run the daemon until it is stopped;
+    0 on a clean stop."""
     engine = IpsecEngine()
     if options.manual is not None:
         from ipseclab.config import xfrm
@@ -815,6 +851,13 @@ def run_gateway(options: GatewayOptions) -> int:
             log.warning("%s is marked '# ipseclab: insecure': weak SAs are allowed",
                         config.source)
         engine.load(config.states, config.policies)
-    gateway = Gateway(engine, options)
+    extension = None
+    if options.swanctl is not None:
+        from ipseclab.drivers.ike_gateway import IkeGateway
+
+        base, tries = options.ike_retransmit
+        extension = IkeGateway.from_swanctl(options.swanctl, retransmit_base=base,
+                                            retransmit_tries=tries)
+    gateway = Gateway(engine, options, extension=extension)
     asyncio.run(gateway.run())
     return 0

@@ -1,9 +1,10 @@
 """``impl: ipseclab``: run ``ipseclab gateway`` on a lab node.
 
-The gateway gets the node's configuration file (an ``ip xfrm`` file of manual SAs), a
-control socket in the node's work directory, and the run's key-log directory, so every
-capture of the run opens decrypted in Wireshark with ``XDG_CONFIG_HOME=OUT``. The lab's
-``sa_counters`` check reads the SA counters through the control socket.
+The gateway gets the node's configuration files (an ``ip xfrm`` file of manual SAs,
+``--manual``, and/or a swanctl.conf for IKEv2, ``--swanctl``), a control socket in the
+node's work directory, and the run's key-log directory, so every capture of the run opens
+decrypted in Wireshark with ``XDG_CONFIG_HOME=OUT``. The lab's ``sa_counters`` check reads
+the SA counters through the control socket.
 """
 
 from __future__ import annotations
@@ -34,15 +35,21 @@ class IpseclabLauncher(GatewayLauncher):
 
     def start(self, node: LabNode, gateway: GatewaySpec, workdir: Path) -> ProcessHandle | None:
         manual = [c for c in gateway.config if c.suffix == ".xfrm"]
-        if not manual:
+        swanctl = [c for c in gateway.config if c.name.endswith(".conf")]
+        if not manual and not swanctl:
             raise ConfigError(f"{node.name}: impl ipseclab needs an 'ip xfrm' file (*.xfrm) of"
-                              " manual SAs; IKEv2 (swanctl.conf) is not wired into the gateway yet")
+                              " manual SAs or a swanctl.conf (*.conf) for IKEv2")
         self.node_name = node.name
         self.control = workdir / "control.sock"
         log = workdir / "gateway.log"
-        args = [sys.executable, "-m", "ipseclab", "gateway", "--manual", str(manual[0]),
-                "--name", node.name, "--control", str(self.control),
-                "--keylog-dir", str(workdir.parent)]
+        args = [sys.executable, "-m", "ipseclab", "gateway", "--name", node.name,
+                "--control", str(self.control), "--keylog-dir", str(workdir.parent)]
+        if manual:
+            args += ["--manual", str(manual[0])]
+        if swanctl:
+            args += ["--swanctl", str(swanctl[0])]
+        # options: {args: [...]} passes more options, e.g. --ike-retransmit-tries 2
+        args += [str(x) for x in gateway.options.get("args", [])]
         with open(log, "wb") as err:
             self.proc = node.popen(args, "ipseclab gateway", stdout=subprocess.PIPE, stderr=err)
         try:
@@ -103,6 +110,11 @@ def list_sas(node: str) -> list[dict]:
     if control is None:
         raise IpsecLabError(f"no ipseclab gateway is running on {node}")
     return request_gateway(control, {"command": "list-sas"})
+
+
+def control_socket(node: str) -> Path | None:
+    """The control socket of the ipseclab gateway running on ``node`` (for ``ctl`` calls)."""
+    return _CONTROL.get(node)
 
 
 def check_sa_counters(ctx, spec) -> CheckResult:
