@@ -38,6 +38,8 @@ from ipseclab.ike.sa_payload import Proposal, Transform
 from ipseclab.ike.ts_payload import TrafficSelector
 from ipseclab.ipsec import esp
 from ipseclab.ipsec.engine import IpsecEngine
+from ipseclab.ipsec.selectors import Selector
+from ipseclab.ipsec.spd import Policy, PolicyAction, Template
 from ipseclab.ipsec.verdict import Status
 
 I_ADDR, R_ADDR = "192.0.2.1", "192.0.2.2"
@@ -78,6 +80,10 @@ class Gateway:
     def __init__(self, engine: IkeEngine, local: str, remote: str) -> None:
         self.engine, self.local, self.remote = engine, local, remote
         self.dp = IpsecEngine()
+        # What a gateway installs beside the SAs: decrypted tunnel traffic from the peer is
+        # allowed in (without an in/fwd policy the data plane refuses it, as Linux does).
+        self.dp.spd.add(Policy(Selector.any(), "fwd", PolicyAction.PROTECT,
+                               templates=[Template("esp", "tunnel", remote, local)]))
         self.events: list[events.Event] = []
 
     def pump(self) -> list[events.Event]:

@@ -165,6 +165,14 @@ def test_certificate_road_warrior_with_pool(pki_dir):
     assert loaded.pools["rw_pool"].attributes["dns"] == ["10.1.0.53", "10.1.0.54"]
     assert loaded.secrets.private_keys[0].file == (pki_dir / "private" / "moonKey.pem").resolve()
     assert any("authorities" in w for w in loaded.warnings)
+    # the objects the engine uses: our certificate, the key that fits it, the CA, the pool
+    assert conn.certificate.subject.rfc4514_string() == "CN=moon.ipseclab.test,O=ipseclab,C=CH"
+    assert conn.private_key.public_key() == conn.certificate.public_key()
+    assert conn.remote_cacerts[0].subject == conn.certificate.issuer
+    assert conn.pools[0].addrs == "10.3.0.0/24" and conn.pools[0].dns == ("10.1.0.53",
+                                                                          "10.1.0.54")
+    assert conn.send_cert == "always" and conn.send_certreq
+    conn.check()
 
 
 def test_transport_host_to_host(tmp_path):
@@ -241,7 +249,7 @@ def test_unimplemented_keys_warn(tmp_path):
     loaded = load_swanctl(write(tmp_path, "swanctl.conf", """\
         connections {
            c {
-              vips = 0.0.0.0
+              aggressive = yes
               local { auth = psk }
               remote { auth = eap-mschapv2 }
               children { x { ipcomp = yes } }
@@ -249,7 +257,7 @@ def test_unimplemented_keys_warn(tmp_path):
         }
     """))
     text = "\n".join(loaded.warnings)
-    assert "connections.c.vips" in text and "ipcomp" in text and "eap-mschapv2" in text
+    assert "connections.c.aggressive" in text and "ipcomp" in text and "eap-mschapv2" in text
     assert "swanctl.conf:3:" in text
 
 

@@ -12,7 +12,11 @@ strongswan.conf(5), whose syntax it shares):
 * ``key =`` with no value clears the key, so its default applies.
 
 :func:`load_swanctl` maps ``connections``, ``secrets`` and ``pools`` to :class:`IkeConfig`
-and :class:`ChildConfig` objects, with what those do not hold yet in :class:`ConnectionExtras`.
+and :class:`ChildConfig` objects (certificates, the private key that fits ours, trusted CAs,
+``send_cert``, ``send_certreq``, ``vips`` and ``pools`` included), with what those do not hold
+in :class:`ConnectionExtras`. As ``swanctl --load-creds`` does, every unencrypted key in
+``private/`` (``rsa/``, ``ecdsa/``, ``pkcs8/``) is a candidate for ``certs``, and a remote
+``auth = pubkey`` without ``cacerts`` trusts every CA in ``x509ca/``.
 Times take ``s``/``m``/``h``/``d`` suffixes and strongSwan's defaults (rekey_time 4h for IKE,
 1h for children, life_time = rekey_time + 10 %, ...). Certificates and keys are found in
 strongSwan's layout beside the file (``x509/``, ``x509ca/``, ``private/``, ``rsa/``,
@@ -32,9 +36,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
 from ipseclab.crypto.proposals import parse_proposals
 from ipseclab.errors import ConfigError
-from ipseclab.ike.config import ChildConfig, IkeConfig
+from ipseclab.ike.certs import dn_string, load_certificate, load_private_key
+from ipseclab.ike.config import AddressPool, ChildConfig, IkeConfig
 from ipseclab.ipsec.pad import IdentityMatcher
 
 __all__ = [
@@ -438,6 +446,15 @@ class Pool:
     addrs: str
     attributes: dict[str, list[str]] = field(default_factory=dict)
 
+    def address_pool(self) -> AddressPool:
+        """The engine's view of it (one object per pool, shared by its connections)."""
+        if self._engine_pool is None:
+            self._engine_pool = AddressPool(self.name, self.addrs,
+                                            tuple(self.attributes.get("dns", ())))
+        return self._engine_pool
+
+    _engine_pool: AddressPool | None = field(default=None, repr=False, compare=False)
+
 
 @dataclass
 class LoadedSwanctl:
@@ -460,8 +477,8 @@ _HASHES = {"sha1", "sha256", "sha384", "sha512", "identity", "sha3_256", "sha3_3
 _CONN_MAPPED = {"version", "local_addrs", "remote_addrs", "local_port", "remote_port",
                 "proposals", "dpd_delay", "dpd_timeout", "rekey_time", "reauth_time",
                 "over_time", "rand_time", "encap", "mobike", "fragmentation", "send_certreq",
-                "send_cert", "pools", "keyingtries", "unique"}
-_CONN_IGNORED = {"vips", "aggressive", "pull", "dscp", "childless", "ppk_id", "ppk_required",
+                "send_cert", "pools", "keyingtries", "unique", "vips"}
+_CONN_IGNORED = {"aggressive", "pull", "dscp", "childless", "ppk_id", "ppk_required",
                  "if_id_in", "if_id_out", "mediation", "mediated_by", "mediation_peer"}
 _LOCAL_KEYS = {"round", "certs", "pubkeys", "auth", "id", "eap_id", "aaa_id", "xauth_id"}
 _REMOTE_KEYS = {"round", "id", "eap_id", "groups", "cert_policy", "certs", "cacerts", "ca_id",
@@ -533,6 +550,8 @@ class _Loader:
     def __init__(self, base_dir: Path) -> None:
         self.base = base_dir
         self.warnings: list[str] = []
+        self._certs: dict[Path, x509.Certificate] = {}
+        self._keys: list[object] | None = None
 
     # values
 
@@ -578,6 +597,71 @@ class _Loader:
                 raise self.err(v, key, f"no such file {path}")
             out.append(path)
         return out
+
+    # credentials (swanctl --load-creds: every file in x509/, x509ca/, private/, ...)
+
+    def certificate(self, path: Path) -> x509.Certificate:
+        cached = self._certs.get(path)
+        if cached is None:
+            cached = self._certs[path] = load_certificate(path)
+        return cached
+
+    def folder_files(self, folder: str) -> list[Path]:
+        directory = self.base / folder
+        return sorted(p for p in directory.iterdir() if p.is_file()) if directory.is_dir() \
+            else []
+
+    def private_keys(self, secrets: Secrets) -> list[object]:
+        """Every key we can read: the secrets' files (with their passphrases), then the
+        unencrypted ones in private/, rsa/, ecdsa/, pkcs8/ as swanctl loads them."""
+        if self._keys is not None:
+            return self._keys
+        keys: list[object] = []
+        named = set()
+        for entry in secrets.private_keys:
+            if entry.file is None or entry.kind == "pkcs12":
+                continue
+            named.add(entry.file)
+            keys.append(load_private_key(entry.file, entry.passphrase))
+        for folder in ("private", "rsa", "ecdsa", "pkcs8"):
+            for path in self.folder_files(folder):
+                if path.resolve() in named:
+                    continue
+                try:
+                    keys.append(load_private_key(path))
+                except ConfigError:
+                    continue  # encrypted without a secrets entry: swanctl would ask
+        self._keys = keys
+        return keys
+
+    def local_credentials(self, kw: dict[str, object], local: AuthRound, secrets: Secrets,
+                          where: str) -> None:
+        """Our certificate, intermediates that lead to its CA, and the key that fits it."""
+        if not local.certs:
+            self.warnings.append(f"{where}.{local.section}: auth pubkey without certs")
+            return
+        chain = [self.certificate(p) for p in local.certs]
+        cas = [self.certificate(p) for p in self.folder_files("x509ca")
+               + self.folder_files("x509")]
+        current = chain[0]
+        for _ in range(8):
+            if current.issuer == current.subject:
+                break
+            issuer = next((c for c in cas if c.subject == current.issuer
+                           and c.issuer != c.subject and c not in chain), None)
+            if issuer is None:
+                break
+            chain.append(issuer)
+            current = issuer
+        kw["local_certs"] = chain
+        kw["rsa_pss"] = "pss" in local.auth
+        wanted = _spki(chain[0].public_key())
+        key = next((k for k in self.private_keys(secrets)
+                    if _spki(k.public_key()) == wanted), None)  # type: ignore[attr-defined]
+        if key is None:
+            self.warnings.append(f"{where}.{local.section}: no private key for certificate"
+                                 f" '{dn_string(chain[0].subject)}' in secrets or private/")
+        kw["private_key"] = key
 
     # structure
 
@@ -670,6 +754,14 @@ class _Loader:
                                      ("no", "never", "keep", "replace"))
         if "keyingtries" in v:
             ext.keyingtries = self.as_int(v["keyingtries"], f"{path}.keyingtries")
+        if "vips" in v:
+            kw["vips"] = self.as_list(v["vips"])
+            for vip in kw["vips"]:  # type: ignore[attr-defined]
+                try:
+                    ipaddress.ip_address(vip)
+                except ValueError:
+                    raise self.err(v["vips"], f"{path}.vips", "takes addresses such as 0.0.0.0"
+                                   " or ::") from None
         if "pools" in v:
             ext.pools = self.as_list(v["pools"])
             for name in ext.pools:
@@ -705,6 +797,18 @@ class _Loader:
         kw["remote_id"] = remote.id or "%any"
         kw["local_auth"] = local.method
         kw["remote_auth"] = remote.method
+        kw["send_cert"], kw["send_certreq"] = ext.send_cert, ext.send_certreq
+        kw["pools"] = [pools[name].address_pool() for name in ext.pools
+                       if name in pools and pools[name].addrs not in ("dhcp", "radius")]
+        if local.method == "pubkey":
+            self.local_credentials(kw, local, secrets, f"{sec.file}:{sec.line}: {path}")
+        if remote.method == "pubkey":
+            kw["remote_certs"] = [self.certificate(p) for p in remote.certs]
+            kw["remote_cacerts"] = [self.certificate(p) for p in (
+                remote.cacerts or self.folder_files("x509ca"))]
+            if not kw["remote_cacerts"] and not kw["remote_certs"]:
+                self.warnings.append(f"{sec.file}:{sec.line}: {path}.{remote.section}: auth"
+                                     " pubkey, but no CA certificate in x509ca/ or cacerts")
         if "psk" in (local.method, remote.method):
             me = local.id or _first_address(kw.get("local_addrs"))  # type: ignore[arg-type]
             peer = remote.id or _first_address(kw.get("remote_addrs"))  # type: ignore[arg-type]
@@ -929,6 +1033,11 @@ class _Loader:
         return out
 
 
+def _spki(key: object) -> bytes:
+    return key.public_bytes(Encoding.DER,  # type: ignore[attr-defined]
+                            PublicFormat.SubjectPublicKeyInfo)
+
+
 def _first_address(addrs: list[str] | None) -> str:
     return addrs[0] if addrs else "%any"
 
@@ -936,9 +1045,9 @@ def _first_address(addrs: list[str] | None) -> str:
 def _construct(cls: type, kw: dict[str, object], sec: Section) -> object:
     """``cls(**kw)`` with the keys it has fields for; its ConfigError gets file and line.
 
-    While :class:`IkeConfig` refuses auth methods other than psk, a pubkey connection is
-    built without that check (its auth is in the object, and the rounds in the extras), so
-    it can be listed and inspected; the state machine refuses it until it learns pubkey.
+    While :class:`IkeConfig` refuses auth methods other than psk and pubkey, such a
+    connection (eap, xauth) is built without that check (its auth is in the object, and the
+    rounds in the extras), so it can be listed and inspected; the engine refuses it.
     """
     names = {f.name for f in dataclasses.fields(cls)}
     args = {k: val for k, val in kw.items() if k in names}

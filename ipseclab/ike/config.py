@@ -7,22 +7,92 @@
 The swanctl.conf parser builds these; tests and notebooks build them by hand. Strings stay
 as the user wrote them (proposal strings, selector strings, identities); :meth:`IkeConfig.check`
 parses them once so that a mistake is reported before the first packet, as one line.
+
+Authentication is chosen per direction, as in swanctl: ``local_auth`` is how we prove who we
+are (``psk``, or ``pubkey``: a signature with ``private_key`` and our ``local_certs``),
+``remote_auth`` what we demand of the peer (``psk``, or ``pubkey``: a certificate chain up to
+one of ``remote_cacerts``, or one of the pinned ``remote_certs``). Certificates and keys are
+``cryptography`` objects; :mod:`ipseclab.config.swanctl` loads them from files.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
+
+from cryptography import x509
 
 from ipseclab.crypto.proposals import Proposal, parse_proposals
 from ipseclab.errors import ConfigError
 from ipseclab.ipsec.pad import IdentityMatcher
 from ipseclab.ipsec.selectors import TrafficSelector
 
-__all__ = ["ChildConfig", "IkeConfig"]
+__all__ = ["AddressPool", "ChildConfig", "IkeConfig", "auth_family"]
 
 DYNAMIC = "dynamic"  # swanctl's default TS: the IKE address of this side
+
+_PUBKEY_WORDS = ("pubkey", "rsa", "ecdsa", "ed25519", "ed448")
+
+
+def auth_family(auth: str) -> str:
+    """``psk``, ``pubkey`` (also for ``rsa/pss-sha256``, ``ecdsa-sha384``, ...) or the
+    first word of anything else (``eap``, ``null``), as swanctl.conf's ``auth`` groups them."""
+    base = auth.strip().lower().removeprefix("ike:").split("-", 1)[0].split("/", 1)[0]
+    return "pubkey" if base in _PUBKEY_WORDS else base
+
+
+@dataclass(frozen=True)
+class AddressPool:
+    """A swanctl ``pools { NAME { addrs = ... } }`` entry: virtual IPs for road warriors
+    (RFC 7296 §2.19). ``addrs`` is a subnet (network and broadcast addresses are not handed
+    out, as strongSwan does) or a range ``first-last``; ``dns`` are sent as INTERNAL_IP4_DNS
+    / INTERNAL_IP6_DNS. Which address is leased to whom is the engine's state, not this."""
+
+    name: str
+    addrs: str
+    dns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _ = self.bounds
+
+    @cached_property
+    def bounds(self) -> tuple[int, int, int]:
+        """(IP version, first, last) as integers."""
+        text = self.addrs.strip()
+        try:
+            if "-" in text:
+                first, last = (ipaddress.ip_address(p.strip()) for p in text.split("-", 1))
+                if first.version != last.version or last < first:  # type: ignore[operator]
+                    raise ValueError
+                return first.version, int(first), int(last)
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ConfigError(f"pool {self.name}: addrs must be a subnet or a range"
+                              " first-last", token=self.addrs) from None
+        first, last = int(net.network_address), int(net.broadcast_address)
+        if net.num_addresses > 2:
+            first, last = first + 1, last - 1
+        return net.version, first, last
+
+    @property
+    def version(self) -> int:
+        return self.bounds[0]
+
+    def __contains__(self, address: object) -> bool:
+        try:
+            addr = ipaddress.ip_address(str(address))
+        except ValueError:
+            return False
+        version, first, last = self.bounds
+        return addr.version == version and first <= int(addr) <= last
+
+    def addresses(self) -> Iterator[str]:
+        version, first, last = self.bounds
+        cls = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+        for number in range(first, last + 1):
+            yield str(cls(number))
 
 
 @dataclass
@@ -61,11 +131,18 @@ class ChildConfig:
 
 @dataclass
 class IkeConfig:
-    """One ``connections { NAME { ... } }`` section with PSK authentication.
+    """One ``connections { NAME { ... } }`` section.
 
     ``local_id``/``remote_id`` are swanctl identities (``192.0.2.1``, ``@gw.example``,
-    ``user@example.org``, ``%any`` for the remote). An empty ``local_id`` means the local
-    IKE address. ``remote_addrs`` may hold ``%any`` (a responder for anyone).
+    ``user@example.org``, ``C=CH, O=Org, CN=host``, ``%any`` for the remote). An empty
+    ``local_id`` means the subject DN of our certificate with pubkey, else the local IKE
+    address. ``remote_addrs`` may hold ``%any`` (a responder for anyone).
+
+    pubkey: ``local_certs`` is our end-entity certificate first, then intermediates;
+    ``private_key`` its key; ``rsa_pss`` signs RSA with PSS (``auth = rsa/pss``).
+    ``send_cert`` is ``always``, ``ifasked`` (when the peer sent a CERTREQ) or ``never``.
+    ``vips``: virtual IPs to ask for (``0.0.0.0``, ``::``, or a wish); ``pools``: where a
+    responder takes the addresses it hands out (RFC 7296 §2.19).
     """
 
     name: str
@@ -84,14 +161,31 @@ class IkeConfig:
     rekey_time: float = 14400.0
     over_time: float | None = None  # the IKE SA dies at rekey_time + over_time (None: 10%)
     send_initial_contact: bool = True
+    local_certs: list[x509.Certificate] = field(default_factory=list, repr=False)
+    private_key: object | None = field(default=None, repr=False)
+    remote_cacerts: list[x509.Certificate] = field(default_factory=list, repr=False)
+    remote_certs: list[x509.Certificate] = field(default_factory=list, repr=False)
+    send_cert: str = "ifasked"
+    send_certreq: bool = True
+    rsa_pss: bool = False
+    signature_authentication: bool = True  # announce RFC 7427 hashes (else classic methods)
+    vips: list[str] = field(default_factory=list)
+    pools: list[AddressPool] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if isinstance(self.psk, str):
             self.psk = self.psk.encode()
+        if "pss" in self.local_auth.lower():
+            self.rsa_pss = True
+        self.local_auth = auth_family(self.local_auth)
+        self.remote_auth = auth_family(self.remote_auth)
         for side, auth in (("local", self.local_auth), ("remote", self.remote_auth)):
-            if auth != "psk":
+            if auth not in ("psk", "pubkey"):
                 raise ConfigError(f"connection {self.name}: {side} auth '{auth}' is not"
-                                  " supported yet, only psk", token=auth)
+                                  " supported, only psk and pubkey", token=auth)
+        if self.send_cert not in ("always", "ifasked", "never"):
+            raise ConfigError(f"connection {self.name}: send_cert must be always, ifasked or"
+                              " never", token=self.send_cert)
 
     @cached_property
     def ike_proposals(self) -> list[Proposal]:
@@ -115,10 +209,31 @@ class IkeConfig:
                 return child
         raise ConfigError(f"connection {self.name} has no child '{name}'", token=name)
 
+    @property
+    def certificate(self) -> x509.Certificate | None:
+        """Our end-entity certificate, if any."""
+        return self.local_certs[0] if self.local_certs else None
+
     def check(self) -> None:
         """Parse every string once, so a mistake shows up as a ConfigError now."""
-        if not self.psk:
+        if "psk" in (self.local_auth, self.remote_auth) and not self.psk:
             raise ConfigError(f"connection {self.name}: auth psk needs a secret")
+        if self.local_auth == "pubkey":
+            if self.private_key is None:
+                raise ConfigError(f"connection {self.name}: auth pubkey needs a private key"
+                                  " (secrets { private { file = ... } })")
+            if not self.local_certs:
+                raise ConfigError(f"connection {self.name}: auth pubkey needs a certificate"
+                                  " (local { certs = ... })")
+        if self.remote_auth == "pubkey" and not (self.remote_cacerts or self.remote_certs):
+            raise ConfigError(f"connection {self.name}: remote auth pubkey needs a CA"
+                              " certificate to trust (remote { cacerts = ... })")
+        for vip in self.vips:
+            try:
+                ipaddress.ip_address(vip)
+            except ValueError:
+                raise ConfigError(f"connection {self.name}: vips takes addresses such as"
+                                  " 0.0.0.0", token=vip) from None
         _ = self.ike_proposals, self.remote_id_matcher
         for child in self.children:
             _ = child.proposals

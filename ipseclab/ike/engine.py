@@ -32,8 +32,9 @@ from collections.abc import Callable, Iterable
 
 from ipseclab.errors import ConfigError, InvalidKeyShare
 from ipseclab.ike import events, negotiation
-from ipseclab.ike.config import IkeConfig
+from ipseclab.ike.config import AddressPool, IkeConfig
 from ipseclab.ike.constants import ExchangeType, HeaderFlag, NotifyType, ProtocolId
+from ipseclab.ike.ike_auth import read_sa_init_extras, sa_init_extras
 from ipseclab.ike.ike_sa import IkeSa, State
 from ipseclab.ike.message import HEADER_SIZE, Message, parse_message
 from ipseclab.ike.payload_base import MalformedMessage
@@ -55,12 +56,21 @@ class IkeEngine:
     ``%any``. ``rng(n) -> bytes`` supplies SPIs, nonces, IVs and DH private keys (default
     :func:`os.urandom`). ``cookie_threshold``: with this many half-open IKE SAs the
     responder demands cookies (§2.6); 0 means always, None never.
+
+    ``wall_clock(now) -> UNIX time`` turns the ``now`` the driver passes (often
+    ``time.monotonic()``) into the time at which certificates are checked; by default
+    ``now`` is taken to be UNIX time already. A driver on a monotonic clock passes e.g.
+    ``lambda now: now + (time.time() - time.monotonic())``.
+    ``invalid_spi_interval``: at most one INVALID_IKE_SPI answer (§2.21.4) per peer address
+    in this many seconds; None never answers.
     """
 
     def __init__(self, configs: IkeConfig | Iterable[IkeConfig], local_addr: str | None = None,
                  rng: Callable[[int], bytes] | None = None, *,
                  cookie_threshold: int | None = 20, retransmit_base: float = 1.0,
-                 retransmit_tries: int = 5, half_open_timeout: float = 30.0) -> None:
+                 retransmit_tries: int = 5, half_open_timeout: float = 30.0,
+                 wall_clock: Callable[[float], float] | None = None,
+                 invalid_spi_interval: float | None = 1.0) -> None:
         configs = [configs] if isinstance(configs, IkeConfig) else list(configs)
         for config in configs:
             config.check()
@@ -71,6 +81,10 @@ class IkeEngine:
         self.retransmit_base = retransmit_base
         self.retransmit_tries = retransmit_tries
         self.half_open_timeout = half_open_timeout
+        self.wall_clock = wall_clock
+        self.invalid_spi_interval = invalid_spi_interval
+        self._invalid_spi_sent: dict[str, float] = {}
+        self._leases: dict[str, dict[str, IkeSa]] = {}  # pool name -> address -> IKE SA
         self._sas: dict[bytes, IkeSa] = {}
         self._half_open: dict[tuple[bytes, Address], IkeSa] = {}
         self._events: deque[events.Event] = deque()
@@ -97,6 +111,42 @@ class IkeEngine:
             spi = self.random(8)
             if spi != bytes(8) and spi not in self._sas:
                 return spi
+
+    def wall_time(self, now: float) -> float:
+        """UNIX time at ``now``, for certificate validity (see ``wall_clock``)."""
+        return self.wall_clock(now) if self.wall_clock is not None else now
+
+    # -- virtual IP leases (RFC 7296 §2.19) ------------------------------------------------
+
+    def leases(self, pool: str) -> dict[str, str]:
+        """Addresses of ``pool`` in use: address -> the IKE SA's name."""
+        return {a: sa.name for a, sa in self._leases.get(pool, {}).items()}
+
+    def _lease(self, pool: AddressPool, sa: IkeSa, wanted: str | None = None) -> str | None:
+        """An address of ``pool`` for ``sa``: the one it wants if free, else the first free
+        one (a peer identity that had one before gets the lowest free address, as the
+        others do). None when the pool is exhausted."""
+        used = self._leases.setdefault(pool.name, {})
+        if wanted is not None and wanted in pool and wanted not in used:
+            used[wanted] = sa
+            return wanted
+        for address in pool.addresses():
+            if address not in used:
+                used[address] = sa
+                return address
+        return None
+
+    def _release_leases(self, sa: IkeSa) -> None:
+        for used in self._leases.values():
+            for address in [a for a, owner in used.items() if owner is sa]:
+                del used[address]
+
+    def _move_leases(self, old: IkeSa, new: IkeSa) -> None:
+        """A rekeyed IKE SA (§2.18) keeps the addresses of the one it replaces."""
+        for used in self._leases.values():
+            for address, owner in list(used.items()):
+                if owner is old:
+                    used[address] = new
 
     def new_reqid(self) -> int:
         self._reqid += 1
@@ -247,7 +297,8 @@ class IkeEngine:
         local_spi = message.spi_r if message.is_initiator else message.spi_i
         sa = self._sas.get(local_spi)
         if sa is None:
-            self.dropped += 1  # §2.21.4 would allow INVALID_IKE_SPI; silence is safer
+            self.dropped += 1
+            self._answer_invalid_spi(message, src, dst, now)
             return
         sa.receive(message, data, src, dst, now)
 
@@ -260,6 +311,24 @@ class IkeEngine:
         if (exchange == ExchangeType.IKE_SA_INIT and flags & HeaderFlag.I
                 and not flags & HeaderFlag.R and message_id == 0 and spi_r == bytes(8)):
             self._stateless_reply(spi_i, Notify(error.notify, error.data), src, dst)
+
+    def _answer_invalid_spi(self, message: Message, src: Address, dst: Address,
+                            now: float) -> None:
+        """§2.21.4: a request for an IKE SA we do not know (we may have restarted) MAY get
+        an unprotected INVALID_IKE_SPI answer, with its SPIs and Message ID copied; a
+        response never does. Rate-limited per peer address, for unauthenticated input."""
+        if message.is_response or self.invalid_spi_interval is None:
+            return
+        last = self._invalid_spi_sent.get(src[0])
+        if last is not None and now - last < self.invalid_spi_interval:
+            return
+        if len(self._invalid_spi_sent) > 1024:
+            self._invalid_spi_sent.clear()
+        self._invalid_spi_sent[src[0]] = now
+        flags = HeaderFlag.R | (HeaderFlag(0) if message.is_initiator else HeaderFlag.I)
+        reply = Message(message.spi_i, message.spi_r, message.exchange_type, flags,
+                        message.message_id, [Notify(NotifyType.INVALID_IKE_SPI)])
+        self._out.append((reply.to_bytes(), dst, src))
 
     def _stateless_reply(self, spi_i: bytes, notify: Notify, src: Address,
                          dst: Address) -> None:
@@ -322,11 +391,13 @@ class IkeEngine:
         sa.dh = dh
         sa._derive(proposal, g_ir)
         sa.nat_detected = sa._check_natd(message, bytes(8))
+        sa.peer_hashes, sa.peer_certreq = read_sa_init_extras(message.payloads)
         payloads = [
             negotiation.sa_payload_for([proposal], ProtocolId.IKE, numbers=[wire.number]),
             KeyExchange(group.iana_id, dh.public_bytes()),
             Nonce(sa.nr),
             *sa._natd_notifies(),
+            *sa_init_extras(candidates),
         ]
         response = Message(sa.spi_i, sa.spi_r, ExchangeType.IKE_SA_INIT, HeaderFlag.R, 0,
                            payloads).to_bytes()

@@ -42,6 +42,11 @@ class IkeSaEstablished(Event):
 
     The keys are what Wireshark's ``ikev2_decryption_table`` needs (SK_e* with the salt of
     an AEAD, RFC 5282 §7.1); ``encryption_name``/``integrity_name`` are Wireshark's names.
+
+    Virtual IPs (the configuration payload, RFC 7296 §2.19): a road warrior finds in
+    ``virtual_ips`` the address the gateway gave it (to add to its interface, the source of
+    its tunnelled traffic); the gateway finds in ``remote_virtual_ips`` the pool address it
+    leased to the peer (routed into the tunnel), leased until the IKE SA is deleted.
     """
 
     connection: str
@@ -60,6 +65,12 @@ class IkeSaEstablished(Event):
     encryption_name: str = ""
     integrity_name: str = ""
     nat_detected: bool = False
+    local_auth: str = "psk"  # how each side authenticated: psk or pubkey
+    remote_auth: str = "psk"
+    peer_certificate: str = ""  # subject DN of the peer's certificate (pubkey)
+    virtual_ips: list[str] = field(default_factory=list)  # ours, assigned by the peer (CP)
+    remote_virtual_ips: list[str] = field(default_factory=list)  # what we gave the peer
+    dns_servers: list[str] = field(default_factory=list)  # INTERNAL_IP4/6_DNS we received
 
     def keylog_entry(self):  # -> ipseclab.keylog.IkeSaEntry
         """This SA as one line of Wireshark's ``ikev2_decryption_table``."""
@@ -175,10 +186,14 @@ class IkeSaDeleted(Event):
 
 @dataclass
 class AuthenticationFailed(Event):
-    """The peer's AUTH did not verify, or the peer rejected ours (AUTHENTICATION_FAILED)."""
+    """The peer's AUTH did not verify, or the peer rejected ours (AUTHENTICATION_FAILED).
+
+    ``by_peer``: the peer told us (AUTHENTICATION_FAILED in IKE_AUTH or INFORMATIONAL).
+    """
 
     connection: str
     reason: str = ""
+    by_peer: bool = False
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """One IKE SA: its state, its keys, its message IDs and the exchanges it runs (RFC 7296).
 
 The table :data:`TRANSITIONS` is the protocol at a glance: in which state a message of which
-exchange is accepted, and what handles it. Everything else is the handlers.
+exchange is accepted, and what handles it. Everything else is the handlers; those of IKE_AUTH
+(PSK and certificates, the configuration payload) are in :mod:`.ike_auth`.
 
     initiator: INIT_SENT --IKE_SA_INIT resp--> AUTH_SENT --IKE_AUTH resp--> ESTABLISHED
     responder: (IKE_SA_INIT req, in the engine) INIT_DONE --IKE_AUTH req--> ESTABLISHED
@@ -43,15 +44,13 @@ from ipseclab.errors import ConfigError, InvalidKeyShare, IpsecLabError
 from ipseclab.ike import events, negotiation
 from ipseclab.ike.child import ChildRequest, ChildSa, build_child_sas
 from ipseclab.ike.config import ChildConfig, IkeConfig
-from ipseclab.ike.constants import AuthMethod, ExchangeType, HeaderFlag, NotifyType, ProtocolId
+from ipseclab.ike.constants import ExchangeType, HeaderFlag, NotifyType, ProtocolId
+from ipseclab.ike.ike_auth import IkeAuthExchange, read_sa_init_extras, sa_init_extras
 from ipseclab.ike.keys import IkeSuite, ike_sa_keys
 from ipseclab.ike.message import Message
 from ipseclab.ike.payload_base import MalformedMessage, Payload
 from ipseclab.ike.payloads import (
-    Authentication,
     Delete,
-    IDi,
-    IDr,
     KeyExchange,
     Nonce,
     Notify,
@@ -126,8 +125,10 @@ class _IkeRekey:
     collision: IkeSa | None = None
 
 
-class IkeSa:
-    """One IKE SA, either side. Built by :class:`ipseclab.ike.engine.IkeEngine`."""
+class IkeSa(IkeAuthExchange):
+    """One IKE SA, either side. Built by :class:`ipseclab.ike.engine.IkeEngine`.
+
+    The IKE_AUTH handlers live in :mod:`.ike_auth` (the mixin); the rest is here."""
 
     def __init__(self, engine: IkeEngine, *, initiator: bool, local: Address, remote: Address,
                  spi_i: bytes, spi_r: bytes = bytes(8), config: IkeConfig | None = None,
@@ -179,6 +180,14 @@ class IkeSa:
         self._successor: IkeSa | None = None  # made by the peer's rekey of this IKE SA
         self._rekeyed_to: IkeSa | None = None  # made by our rekey of this IKE SA
         self._delete_reason = ""
+        self._offered_ts: tuple[list[TrafficSelector], list[TrafficSelector]] = ([], [])
+        self.peer_hashes: list[int] | None = None  # SIGNATURE_HASH_ALGORITHMS (RFC 7427)
+        self.peer_certreq: list[bytes] | None = None  # CA key hashes of its CERTREQs
+        self.peer_certificate = ""  # subject DN of the certificate the peer proved
+        self.peer_auth_method = 0  # the AUTH method the peer proved itself with
+        self.virtual_ips: list[str] = []  # ours, from the peer's CP(CFG_REPLY)
+        self.remote_virtual_ips: list[str] = []  # leased by us to the peer
+        self.dns_servers: list[str] = []
 
     # -- names and helpers -------------------------------------------------------------
 
@@ -311,6 +320,7 @@ class IkeSa:
                             by_peer=by_peer)
             self.children.clear()
         rekeyed = self._replaced()
+        self.engine._release_leases(self)  # §2.19: the virtual IP goes back to its pool
         if notify_event:
             self._event(events.IkeSaDeleted, now, reason=self._delete_reason or reason,
                         by_peer=by_peer, rekeyed=rekeyed)
@@ -397,6 +407,7 @@ class IkeSa:
             KeyExchange(group.iana_id, self.dh.public_bytes()),
             Nonce(self.ni),
             *self._natd_notifies(),
+            *sa_init_extras([config]),
         ]
         message = Message(self.spi_i, bytes(8), _INIT, HeaderFlag.I, 0, payloads)
         self.init_request = message.to_bytes()
@@ -479,6 +490,7 @@ class IkeSa:
         self.spi_r = message.spi_r
         self.nr = nonce.data
         self.init_response = data
+        self.peer_hashes, self.peer_certreq = read_sa_init_extras(message.payloads)
         self._pending = None
         self._derive(proposal, g_ir)
         self.nat_detected = self._check_natd(message, self.spi_r)
@@ -510,66 +522,37 @@ class IkeSa:
 
     # -- IKE_AUTH, initiator (§1.2, §2.15) --------------------------------------------------
 
-    def _send_auth(self, now: float) -> None:
-        config = self.config
-        assert config is not None
-        idi = negotiation.identification(config.local_id, self.local[0], IDi)
-        self.local_id = idi.describe()
-        auth = negotiation.psk_auth(self.suite.prf, config.psk, self.init_request,  # type: ignore
-                                    self.nr, self.sk_pi, idi.to_bytes())
-        inner: list[Payload] = [idi]
-        if config.send_initial_contact:
-            inner.append(Notify(NotifyType.INITIAL_CONTACT))
-        if config.remote_id and config.remote_id != "%any":
-            inner.append(negotiation.identification(config.remote_id, self.remote[0], IDr))
-        inner.append(Authentication(AuthMethod.PSK, auth))
+    def _child_offer(self) -> list[Payload]:
+        """[N(USE_TRANSPORT_MODE)], SAi2, TSi, TSr of IKE_AUTH for our first child SA."""
         child = self.child_config
-        if child is not None:
-            self._child_spi = self.engine.new_child_spi()
-            if child.mode == "transport":
-                inner.append(Notify(NotifyType.USE_TRANSPORT_MODE))
-            inner += [
-                negotiation.sa_payload_for(negotiation.without_dh(child.proposals),
-                                           ProtocolId.ESP, self._child_spi.to_bytes(4, "big")),
-                TSi(negotiation.selectors_to_wire(child.selectors("local", self.local[0]))),
-                TSr(negotiation.selectors_to_wire(child.selectors("remote", self.remote[0]))),
-            ]
-        self.state = State.AUTH_SENT
-        self.request(_AUTH, inner, now, None)
+        if child is None:
+            return []
+        self._child_spi = self.engine.new_child_spi()
+        inner: list[Payload] = []
+        if child.mode == "transport":
+            inner.append(Notify(NotifyType.USE_TRANSPORT_MODE))
+        self._offered_ts = (child.selectors("local", self._dynamic("local")),
+                            child.selectors("remote", self._dynamic("remote")))
+        inner += [
+            negotiation.sa_payload_for(negotiation.without_dh(child.proposals),
+                                       ProtocolId.ESP, self._child_spi.to_bytes(4, "big")),
+            TSi(negotiation.selectors_to_wire(self._offered_ts[0])),
+            TSr(negotiation.selectors_to_wire(self._offered_ts[1])),
+        ]
+        return inner
 
-    def _on_auth_response(self, message: Message, inner: list[Payload], now: float) -> None:
+    def _dynamic(self, side: str) -> str:
+        """What swanctl's ``dynamic`` TS means now (§2.19): our virtual IP once the gateway
+        gave us one, everything while we still ask for one, else the IKE address. For the
+        peer: the virtual IP we leased to it, else its IKE address."""
+        if side == "remote":
+            return self.remote_virtual_ips[0] if self.remote_virtual_ips else self.remote[0]
+        if self.virtual_ips:
+            return self.virtual_ips[0]
         config = self.config
-        assert config is not None
-        self._request_done(now)
-        notifies = [p for p in inner if isinstance(p, Notify)]
-        if any(n.notify_type == NotifyType.AUTHENTICATION_FAILED for n in notifies):
-            self._event(events.AuthenticationFailed, now, connection=config.name,
-                        reason="the responder rejected our AUTH (AUTHENTICATION_FAILED)")
-            self._delete(now, "authentication failed", by_peer=True)
-            return
-        idr = _find(inner, IDr)
-        auth = _find(inner, Authentication)
-        if idr is None or auth is None:
-            errors = [n for n in notifies if n.is_error]
-            notify = errors[0].notify_type if errors else NotifyType.INVALID_SYNTAX
-            self._fail(now, notify, f"IKE_AUTH failed: {_notify_name(notify)}", by_peer=True)
-            return
-        if not config.remote_id_matcher.matches(idr.id_type, idr.data):
-            self._event(events.AuthenticationFailed, now, connection=config.name,
-                        reason=f"responder identity {idr.describe()} is not {config.remote_id}")
-            self._delete(now, "authentication failed")
-            return
-        expected = negotiation.psk_auth(self.suite.prf, config.psk,  # type: ignore[union-attr]
-                                        self.init_response, self.ni, self.sk_pr, idr.to_bytes())
-        if auth.method != AuthMethod.PSK or not negotiation.auth_equal(auth.data, expected):
-            self._event(events.AuthenticationFailed, now, connection=config.name,
-                        reason="the responder's AUTH payload does not verify")
-            self._delete(now, "authentication failed")
-            return
-        self.remote_id = idr.describe()
-        self._established(now)
-        if self.child_config is not None:
-            self._finish_child_initiator(inner, notifies, now)
+        if config is not None and config.vips and self.state is not State.ESTABLISHED:
+            return "0.0.0.0/0" if ":" not in config.vips[0] else "::/0"
+        return self.local[0]
 
     def _finish_child_initiator(self, inner: list[Payload], notifies: list[Notify],
                                 now: float) -> None:
@@ -586,8 +569,7 @@ class IkeSa:
                                            ProtocolId.ESP)
         local_ts = negotiation.selectors_from_wire(tsi.selectors)
         remote_ts = negotiation.selectors_from_wire(tsr.selectors)
-        offered_local = child.selectors("local", self.local[0])
-        offered_remote = child.selectors("remote", self.remote[0])
+        offered_local, offered_remote = self._offered_ts
         if choice is None or len(choice[0].spi) != 4:
             self._child_failed_after_auth(child, NotifyType.NO_PROPOSAL_CHOSEN, now)
             return
@@ -689,58 +671,13 @@ class IkeSa:
                     sk_ei=keys.SK_ei, sk_er=keys.SK_er, sk_ai=keys.SK_ai, sk_ar=keys.SK_ar,
                     encryption_name=_wireshark_encryption(suite),
                     integrity_name=_wireshark_integrity(suite),
-                    nat_detected=self.nat_detected, **extra)
+                    nat_detected=self.nat_detected, local_auth=config.local_auth,
+                    remote_auth=config.remote_auth, peer_certificate=self.peer_certificate,
+                    virtual_ips=list(self.virtual_ips),
+                    remote_virtual_ips=list(self.remote_virtual_ips),
+                    dns_servers=list(self.dns_servers), **extra)
 
-    # -- IKE_AUTH, responder ----------------------------------------------------------------
-
-    def _on_auth_request(self, message: Message, inner: list[Payload], now: float) -> None:
-        idi = _find(inner, IDi)
-        auth = _find(inner, Authentication)
-        if idi is None or auth is None:
-            self._respond(message, [Notify(NotifyType.INVALID_SYNTAX)])
-            self._fail(now, NotifyType.INVALID_SYNTAX, "IKE_AUTH request lacks IDi or AUTH")
-            return
-        config = next((c for c in self.candidates
-                       if c.remote_id_matcher.matches(idi.id_type, idi.data)), None)
-        reason = ""
-        if config is None:
-            reason = f"no connection accepts identity {idi.describe()}"
-        elif auth.method != AuthMethod.PSK:
-            reason = f"peer uses auth method {auth.method}, we want PSK"
-        else:
-            expected = negotiation.psk_auth(self.suite.prf, config.psk,  # type: ignore
-                                            self.init_request, self.nr, self.sk_pi,
-                                            idi.to_bytes())
-            if not negotiation.auth_equal(auth.data, expected):
-                reason = f"AUTH of {idi.describe()} does not verify (wrong PSK?)"
-        if reason:
-            self._respond(message, [Notify(NotifyType.AUTHENTICATION_FAILED)])
-            name = config.name if config else (self.candidates[0].name
-                                               if self.candidates else "")
-            self._event(events.AuthenticationFailed, now, connection=name, reason=reason)
-            self._delete(now, "authentication failed")
-            return
-        assert config is not None
-        self.config = config
-        self.remote_id = idi.describe()
-        idr = negotiation.identification(config.local_id, self.local[0], IDr)
-        self.local_id = idr.describe()
-        my_auth = negotiation.psk_auth(self.suite.prf, config.psk,  # type: ignore[union-attr]
-                                       self.init_response, self.ni, self.sk_pr, idr.to_bytes())
-        reply: list[Payload] = [idr, Authentication(AuthMethod.PSK, my_auth)]
-        notifies = [p for p in inner if isinstance(p, Notify)]
-        child_reply, child_result = self._negotiate_child(inner, notifies)
-        reply += child_reply
-        self._respond(message, reply)
-        if any(n.notify_type == NotifyType.INITIAL_CONTACT for n in notifies):
-            self.engine._initial_contact(self, now)
-        self._established(now)
-        if child_result is not None:
-            if isinstance(child_result, tuple):
-                self._install_child(*child_result, now=now)
-            else:
-                self._event(events.ChildSaFailed, now, child="", notify=child_result,
-                            reason=f"we answered {_notify_name(child_result)}")
+    # -- IKE_AUTH, responder: ike_auth.py; the child SA part here ------------------------
 
     def _negotiate_child(self, inner: list[Payload], notifies: list[Notify]
                          ) -> tuple[list[Payload], tuple | int | None]:
@@ -789,8 +726,9 @@ class IkeSa:
         # A config is found by its selectors first, then by its proposals (as strongSwan).
         failure: int = NotifyType.TS_UNACCEPTABLE
         for child in [only] if only is not None else config.children:
-            local_ts = _narrow(their_local, child.selectors("local", self.local[0]))
-            remote_ts = _narrow(their_remote, child.selectors("remote", self.remote[0]))
+            local_ts = _narrow(their_local, child.selectors("local", self._dynamic("local")))
+            remote_ts = _narrow(their_remote, child.selectors("remote",
+                                                              self._dynamic("remote")))
             if not local_ts or not remote_ts:
                 continue
             ours = negotiation.without_dh(child.proposals) if ike_auth else child.proposals
@@ -841,6 +779,16 @@ class IkeSa:
     def _on_informational_request(self, message: Message, inner: list[Payload],
                                   now: float) -> None:
         deletes = [p for p in inner if isinstance(p, Delete)]
+        if any(isinstance(p, Notify) and p.notify_type == NotifyType.AUTHENTICATION_FAILED
+               for p in inner) and message.message_id == 2 and not self.initiator:
+            # §2.21.2: the initiator refused our AUTH after we had established the IKE SA.
+            self._respond(message, [])
+            self._event(events.AuthenticationFailed, now,
+                        connection=self.config.name if self.config else "",
+                        reason="the initiator rejected our AUTH (AUTHENTICATION_FAILED)",
+                        by_peer=True)
+            self._delete(now, "authentication failed", by_peer=True)
+            return
         if any(d.protocol_id == ProtocolId.IKE for d in deletes):
             self._respond(message, [])
             successor = self._home()
@@ -932,8 +880,8 @@ class IkeSa:
             old.state = "rekeying"
             local_ts, remote_ts, mode = old.local_ts, old.remote_ts, old.mode
         else:
-            local_ts = config.selectors("local", self.local[0])
-            remote_ts = config.selectors("remote", self.remote[0])
+            local_ts = config.selectors("local", self._dynamic("local"))
+            remote_ts = config.selectors("remote", self._dynamic("remote"))
             mode = config.mode
         proposals = config.proposals
         groups = [g for p in proposals for g in p.dh]
@@ -1357,6 +1305,11 @@ class IkeSa:
         new.ni, new.nr, new.dh = ni, nr, dh
         new.nat_detected = self.nat_detected
         new.local_id, new.remote_id = self.local_id, self.remote_id
+        new.peer_hashes, new.peer_certreq = self.peer_hashes, self.peer_certreq
+        new.peer_certificate, new.dns_servers = self.peer_certificate, list(self.dns_servers)
+        new.virtual_ips = list(self.virtual_ips)
+        new.remote_virtual_ips = list(self.remote_virtual_ips)
+        self.engine._move_leases(self, new)
         new.created = now
         seed = kdf.skeyseed_rekey(self.suite.prf, self.sk_d, g_ir, ni, nr)  # type: ignore
         new._derive(proposal, g_ir, skeyseed=seed)

@@ -16,6 +16,8 @@ import os
 import struct
 from collections.abc import Callable, Iterable
 
+from cryptography import x509
+
 from ipseclab.crypto.dh import DhGroup, DhPrivate, EcpGroup, ModpGroup, MontgomeryGroup
 from ipseclab.crypto.prf import PrfAlgorithm
 from ipseclab.crypto.proposals import Proposal, select_proposal
@@ -23,6 +25,7 @@ from ipseclab.errors import ConfigError, IpsecLabError
 from ipseclab.ike import sa_payload, ts_payload
 from ipseclab.ike.constants import IdType, ProtocolId
 from ipseclab.ike.payloads import Identification, SecurityAssociation
+from ipseclab.ipsec.pad import _DN_NAMES, _DN_SPLIT  # strongSwan's DN labels, one place
 from ipseclab.ipsec.selectors import SelectorError, TrafficSelector
 
 Rng = Callable[[int], bytes]
@@ -30,6 +33,7 @@ Rng = Callable[[int], bytes]
 __all__ = [
     "choose_proposal",
     "collision_lost",
+    "dn_der",
     "generate_dh",
     "identification",
     "natd_hash",
@@ -177,8 +181,8 @@ def identification(text: str, default_address: str, cls: type[Identification]
                    ) -> Identification:
     """An IDi/IDr payload from a swanctl identity (``@fqdn``, ``user@host``, an address).
 
-    Empty means the IKE address. ``@#hex`` is a KEY_ID. Distinguished names need the DER
-    encoding and are not taken from text here.
+    Empty means the IKE address. ``@#hex`` is a KEY_ID. ``C=CH, O=Org, CN=host`` is an
+    ID_DER_ASN1_DN (first RDN first, strongSwan's order), DER-encoded by :func:`dn_der`.
     """
     spec = text.strip() or default_address
     if spec.startswith("@#"):
@@ -190,11 +194,21 @@ def identification(text: str, default_address: str, cls: type[Identification]
     except ValueError:
         pass
     if "=" in spec:
-        raise ConfigError("distinguished-name identities are not supported with PSK yet",
-                          token=spec)
+        return cls.der_dn(dn_der(spec))
     if "@" in spec:
         return cls.rfc822(spec)
     return cls.fqdn(spec)
+
+
+def dn_der(text: str) -> bytes:
+    """The DER of a DN written as strongSwan writes it (``C=CH, O=Org, CN=host``)."""
+    parts = [p.strip() for p in _DN_SPLIT.split(text)]
+    try:
+        name = x509.Name.from_rfc4514_string(",".join(reversed(parts)), _DN_NAMES)
+    except ValueError:
+        raise ConfigError("not a distinguished name like 'C=CH, O=Org, CN=host'",
+                          token=text) from None
+    return name.public_bytes()
 
 
 def id_type_name(id_type: int) -> str:
