@@ -31,6 +31,7 @@ import ipaddress
 import logging
 import socket
 import struct
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,12 @@ _IN6_PKTINFO = struct.Struct("=16sI")
 
 
 # -- the SPD entries of child SAs and traps ------------------------------------------------
+
+
+
+def monotonic_to_unix(now: float) -> float:
+    """The driver's clock is monotonic; certificate validity is checked in UNIX time."""
+    return now + (time.time() - time.monotonic())
 
 
 class PolicyBook:
@@ -174,7 +181,7 @@ class IkeGateway:
         self.close_actions = close_actions or {}
         self.source = source
         self.engine = IkeEngine(configs, retransmit_base=retransmit_base,
-                                retransmit_tries=retransmit_tries)
+                                retransmit_tries=retransmit_tries, wall_clock=monotonic_to_unix)
         self.gateway: Gateway | None = None
         self.book: PolicyBook | None = None
         self.children: dict[int, ChildState] = {}

@@ -236,7 +236,8 @@ def _print(data: dict[str, Any]) -> None:
 async def _run(args: argparse.Namespace) -> int:
     raw = json.loads(Path(args.config).read_text())
     configs = [config_from_dict(c) for c in (raw if isinstance(raw, list) else [raw])]
-    engine = IkeEngine(configs, local_addr=args.address)
+    engine = IkeEngine(configs, local_addr=args.address,
+                       wall_clock=lambda now: now + (time.time() - time.monotonic()))
     until = {name for name in args.until.split(",") if name}
     async with IkeUdpDriver(engine, args.address, on_event=lambda e: _print(event_to_dict(e))
                             ) as driver:
