@@ -1,0 +1,1 @@
+"""Configuration files users already know: ip xfrm lines (manual SAs) and swanctl.conf."""
