@@ -328,6 +328,27 @@ def test_transport_ipv6(lab):
     assert sas["out"]["packets"] >= 3 and sas["in"]["packets"] >= 3
 
 
+def test_site_to_site_tunnel_ipv6(lab):
+    h1, gw1, gw2, h2 = lab.ns("h61"), lab.ns("gw61"), lab.ns("gw62"), lab.ns("h62")
+    lab.link(h1, "eth0", gw1, "lan")
+    lab.link(gw1, "wan", gw2, "wan")
+    lab.link(gw2, "lan", h2, "eth0")
+    for ns, dev, cidr in ((h1, "eth0", "fd01::2/64"), (gw1, "lan", "fd01::1/64"),
+                          (gw1, "wan", "2001:db8::1/64"), (gw2, "wan", "2001:db8::2/64"),
+                          (gw2, "lan", "fd02::1/64"), (h2, "eth0", "fd02::2/64")):
+        lab.addr(ns, dev, cidr)
+    sh("ip", "-n", h1, "-6", "route", "add", "default", "via", "fd01::1")
+    sh("ip", "-n", h2, "-6", "route", "add", "default", "via", "fd02::1")
+    s1 = lab.gateway(gw1, "gw1-v6.xfrm", "gw61")
+    lab.gateway(gw2, "gw2-v6.xfrm", "gw62")
+    with lab.capture(gw1, "wan") as pcap:
+        ping(lab, h1, "fd02::2", 3)
+    kinds = wire_protocols(pcap)
+    assert kinds.count("esp") >= 6 and set(kinds) == {"esp"}, kinds
+    sas = sa_by_dir(s1)
+    assert sas["out"]["mode"] == "tunnel" and sas["in"]["packets"] >= 3
+
+
 # -- ctl without a daemon (no namespaces, but kept with the others) ------------------------
 
 
