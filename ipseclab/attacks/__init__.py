@@ -6,8 +6,9 @@ Every attack is a module with ``WEAK`` and ``RECOMMENDED`` (names of configurati
 ``on-path-attacker`` topology's namespaces, sends its packets from mallory or a host, and
 reports what it learned or forged and the gateway counters that explain a failure.
 
-Data-plane attacks are here; IKE attacks (weak PSK, weak DH, unchecked DH values,
-downgrade) add a module and a row to :data:`ATTACKS` the same way.
+The IKE attacks (weak PSK, weak DH, unchecked DH values, downgrade) run IKEv2 gateways
+(``*.swanctl.conf`` configurations, :mod:`ipseclab.attacks.ike_common`) or, where the
+attacker must rewrite IKE messages in flight, two IKE engines joined in memory.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ ATTACKS: dict[str, AttackInfo] = {a.name: a for a in (
                "ipseclab.attacks.replay"),
     AttackInfo("gcm-nonce-reuse", "static GCM keys reused after a restart: XOR, H, forgery",
                "ipseclab.attacks.gcm_nonce_reuse"),
+    AttackInfo("weak-psk", "rogue responder gets IKE_AUTH; the PSK falls to a word list offline",
+               "ipseclab.attacks.weak_psk"),
+    AttackInfo("weak-dh", "a toy DH group: mallory solves the log, opens IKE_AUTH and ESP",
+               "ipseclab.attacks.weak_dh"),
+    AttackInfo("unchecked-dh", "a peer without RFC 6989 checks takes g^x = 1: a known key",
+               "ipseclab.attacks.unchecked_dh"),
+    AttackInfo("downgrade", "stripped proposals fail AUTH; a forged INVALID_KE still downgrades",
+               "ipseclab.attacks.downgrade"),
     AttackInfo("traffic-analysis", "lengths and endpoints without TFC padding",
                "ipseclab.attacks.traffic_analysis"),
     AttackInfo("sweet32", "64-bit blocks (3DES): the birthday bound under one SA",
