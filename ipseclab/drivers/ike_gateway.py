@@ -195,6 +195,7 @@ class IkeGateway:
         self._acquiring: dict[tuple[str, str], float] = {}
         self._unreachable: set[str] = set()
         self._then_create: dict[str, list[str]] = {}
+        self._vips: dict[str, list[list[str]]] = {}  # IKE SA -> undo of each virtual IP
         self._ikelog = None
         self._errors_seen = 0
         self.counters = {"ike_in": 0, "ike_out": 0, "acquires": 0, "queued": 0,
@@ -320,9 +321,9 @@ class IkeGateway:
     def _send(self, data: bytes, src: tuple[str, int], dst: tuple[str, int]) -> None:
         family = ipaddress.ip_address(dst[0]).version
         if src[1] == IKE_PORT:
+            # No non-ESP marker on port 500, whatever the peer's port: a NAT may have moved
+            # the peer's 500 elsewhere (RFC 3948 §2.2 puts the marker on port 4500 only).
             sock = self._sock500.get(family)
-            if dst[1] != IKE_PORT:
-                data = NON_ESP_MARKER + data
         else:
             sock = self.gateway._udp.get(family) if self.gateway else None
             data = NON_ESP_MARKER + data
@@ -398,6 +399,13 @@ class IkeGateway:
                 if child.ike_sa == old:
                     child.ike_sa = ev.ike_sa
         self.ike[ev.ike_sa] = info
+        if old and old in self._vips:
+            self._vips[ev.ike_sa] = self._vips.pop(old)
+        elif ev.virtual_ips:
+            self._add_virtual_ips(ev.ike_sa, ev.virtual_ips)
+        if ev.remote_virtual_ips and not old:
+            log.info("%s: leased %s to %s", ev.connection, ", ".join(ev.remote_virtual_ips),
+                     ev.remote_id)
         if self._ikelog is not None:
             try:
                 self._ikelog.add(ev.keylog_entry())
@@ -499,7 +507,31 @@ class IkeGateway:
             log.warning("%s: restart failed: %s", connection, exc.message)
         self._pump()
 
+    def _add_virtual_ips(self, ike_sa: str, addresses: list[str]) -> None:
+        """Our virtual IPs (RFC 7296 §2.19) go on ``lo``: the child SA's local selector is
+        then one of our addresses, and its TUN route carries it as ``src`` (see
+        :meth:`Gateway.desired_routes`), so the tunnelled traffic leaves from it."""
+        added = []
+        for address in addresses:
+            prefix = 32 if ipaddress.ip_address(address).version == 4 else 128
+            args = ["addr", "add", f"{address}/{prefix}", "dev", "lo"]
+            undo = ["addr", "del", f"{address}/{prefix}", "dev", "lo"]
+            try:
+                self.gateway.netconf.run(args, undo)
+            except IpsecLabError as exc:
+                log.warning("virtual IP %s: %s", address, exc)
+                continue
+            added.append(undo)
+            log.info("virtual IP %s on lo (IKE SA %s)", address, ike_sa)
+        self._vips[ike_sa] = added
+
+    def _remove_virtual_ips(self, ike_sa: str) -> None:
+        for undo in self._vips.pop(ike_sa, []):
+            self.gateway.netconf.forget(undo)
+
     def _on_IkeSaDeleted(self, ev: events.IkeSaDeleted) -> None:
+        if not ev.rekeyed:
+            self._remove_virtual_ips(ev.ike_sa)
         info = self.ike.pop(ev.ike_sa, None)
         self._unreachable.discard(ev.ike_sa)
         if not ev.rekeyed:
@@ -656,6 +688,8 @@ class IkeGateway:
 
             stats = Gateway.stats(self.gateway)
             stats["ike"] = {**self.counters, "ike_sas": len(self.engine.ike_sas),
+                            "half_open": self.engine.half_open_count(),
+                            "cookie_threshold": self.engine.cookie_threshold,
                             "dropped": self.engine.dropped,
                             "internal_errors": len(self.engine.internal_errors)}
             return stats

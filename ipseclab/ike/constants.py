@@ -16,10 +16,9 @@ E = TypeVar("E", bound=IntEnum)
 
 def enum_or_int(enum: type[E], value: int) -> E | int:
     """``enum(value)`` if the registry knows ``value``, else ``value`` itself."""
-    try:
-        return enum(value)
-    except ValueError:
-        return value
+    # The enum's own value map: a dict lookup, where enum(value) costs a call and, for an
+    # unknown value, an exception (a parsed message calls this for every field it names).
+    return enum._value2member_map_.get(value, value)  # type: ignore[return-value]
 
 
 class ExchangeType(IntEnum):

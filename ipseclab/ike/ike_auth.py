@@ -84,13 +84,17 @@ def describe_id(payload: Identification) -> str:
 # -- IKE_SA_INIT additions (RFC 7427 §4, RFC 7296 §3.7) -------------------------------------
 
 
-def sa_init_extras(configs: Iterable[IkeConfig]) -> list[Payload]:
+def sa_init_extras(configs: Iterable[IkeConfig], *, certreq: bool = True) -> list[Payload]:
     """CERTREQ (the CAs we trust, for a peer that signs) and SIGNATURE_HASH_ALGORITHMS,
-    for our IKE_SA_INIT message; ``configs`` are the connections it may turn out to be."""
+    for our IKE_SA_INIT message; ``configs`` are the connections it may turn out to be.
+
+    ``certreq=False`` for the initiator: CERTREQ belongs in the IKE_SA_INIT *response* and
+    the IKE_AUTH *request* (RFC 7296 §3.7); strongSwan refuses an IKE_SA_INIT request that
+    carries one ("payload type CERTREQ was not encrypted")."""
     configs = list(configs)
     cas: list[x509.Certificate] = []
     for config in configs:
-        if config.remote_auth == "pubkey" and config.send_certreq:
+        if certreq and config.remote_auth == "pubkey" and config.send_certreq:
             cas += [ca for ca in config.remote_cacerts if ca not in cas]
     out: list[Payload] = []
     if cas:

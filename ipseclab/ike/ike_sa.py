@@ -407,7 +407,7 @@ class IkeSa(IkeAuthExchange):
             KeyExchange(group.iana_id, self.dh.public_bytes()),
             Nonce(self.ni),
             *self._natd_notifies(),
-            *sa_init_extras([config]),
+            *sa_init_extras([config], certreq=False),  # ours goes in IKE_AUTH (§3.7)
         ]
         message = Message(self.spi_i, bytes(8), _INIT, HeaderFlag.I, 0, payloads)
         self.init_request = message.to_bytes()

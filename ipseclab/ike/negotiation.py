@@ -9,6 +9,7 @@ The state machine in :mod:`.ike_sa` calls these; tests call them directly.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -168,9 +169,14 @@ def generate_dh(group: DhGroup, rng: Rng | None) -> DhPrivate:
 # -- NAT detection (§2.23) ---------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=256)
+def _packed(address: str) -> bytes:
+    return ipaddress.ip_address(address).packed
+
+
 def natd_hash(spi_i: bytes, spi_r: bytes, address: str, port: int) -> bytes:
     """SHA-1(SPIi | SPIr | IP | Port): data of NAT_DETECTION_SOURCE/DESTINATION_IP."""
-    packed = ipaddress.ip_address(address).packed
+    packed = _packed(address)
     return hashlib.sha1(spi_i + spi_r + packed + struct.pack("!H", port)).digest()
 
 

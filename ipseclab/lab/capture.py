@@ -14,7 +14,7 @@ import struct
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ipseclab.errors import IpsecLabError
@@ -156,6 +156,8 @@ def classify(frame: bytes) -> Frame:
         proto = frame[off + 9]
         src = ".".join(str(b) for b in frame[off + 12 : off + 16])
         dst = ".".join(str(b) for b in frame[off + 16 : off + 20])
+        if struct.unpack_from("!H", frame, off + 6)[0] & 0x1FFF:
+            return Frame(frame, "ipv4", proto, src, dst)  # a later fragment: no L4 header
         return _transport(frame, "ipv4", proto, src, dst, off + ihl)
     if etype == ETH_IPV6 and len(frame) >= off + 40:
         proto = frame[off + 6]
@@ -178,4 +180,27 @@ def _transport(frame: bytes, kind: str, proto: int, src: str, dst: str, l4: int)
 
 
 def frames(path: Path) -> list[Frame]:
-    return [classify(f) for f in read_pcap(path)]
+    """Classified frames; a later IPv4 fragment takes the ports of its first fragment
+    (an IKE_AUTH with certificates is often larger than the link's MTU)."""
+    out, ports = [], {}
+    for raw in read_pcap(path):
+        frame = classify(raw)
+        key = _fragment_key(raw) if frame.kind == "ipv4" else None
+        if key is not None:
+            if frame.sport is not None:
+                ports[key] = (frame.sport, frame.dport)
+            elif key in ports:
+                frame = replace(frame, sport=ports[key][0], dport=ports[key][1])
+        out.append(frame)
+    return out
+
+
+def _fragment_key(frame: bytes) -> tuple[bytes, int] | None:
+    """(addresses, protocol and IP ID) of an IPv4 fragment, None if not fragmented."""
+    off = 14
+    if len(frame) < off + 20 or struct.unpack_from("!H", frame, 12)[0] != ETH_IPV4:
+        return None
+    if not struct.unpack_from("!H", frame, off + 6)[0] & 0x3FFF:  # MF clear, offset 0
+        return None
+    return frame[off + 12 : off + 20], (frame[off + 9] << 16) | struct.unpack_from(
+        "!H", frame, off + 4)[0]

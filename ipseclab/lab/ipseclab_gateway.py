@@ -47,8 +47,14 @@ class IpseclabLauncher(GatewayLauncher):
         if manual:
             args += ["--manual", str(manual[0])]
         if swanctl:
-            args += ["--swanctl", str(swanctl[0])]
-        # options: {args: [...]} passes more options, e.g. --ike-retransmit-tries 2
+            conf = swanctl[0]
+            if gateway.options.get("pki") == "lab":  # certificates made for this run
+                from ipseclab.lab.labpki import swanctl_with_lab_pki
+
+                conf = swanctl_with_lab_pki(conf, workdir, workdir.parent)
+            args += ["--swanctl", str(conf)]
+        # options: {args: [...]} passes more options, e.g. --ike-retransmit-tries 2;
+        # {pki: lab} puts the run's lab PKI beside the swanctl.conf (ipseclab.lab.labpki)
         args += [str(x) for x in gateway.options.get("args", [])]
         with open(log, "wb") as err:
             self.proc = node.popen(args, "ipseclab gateway", stdout=subprocess.PIPE, stderr=err)

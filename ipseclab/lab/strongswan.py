@@ -62,7 +62,8 @@ charon {{
   load_modular = no
   load = {plugins}
   install_routes = yes
-  install_virtual_ip = no
+  # a road warrior's virtual IP (vips = 0.0.0.0) goes on its outbound interface
+  install_virtual_ip = yes
   routing_table = 220
   routing_table_prio = 220
   # No DNS changes, no XAUTH/Unity attributes, no roaming on address changes.
@@ -396,7 +397,8 @@ class StrongswanLauncher(GatewayLauncher):
 
     The gateway's ``config`` is one swanctl.conf (the first file is used). ``options``:
     ``initiate: [child, ...]`` brings those children up right after loading (and fails the
-    start if one does not come up). Note that ``start_action = trap`` does not start IKE here:
+    start if one does not come up); ``pki: lab`` puts the run's lab PKI beside the config
+    (:mod:`ipseclab.lab.labpki`). Note that ``start_action = trap`` does not start IKE here:
     kernel-libipsec's TUN routes drop a packet without an SA instead of raising an acquire.
     """
 
@@ -417,7 +419,12 @@ class StrongswanLauncher(GatewayLauncher):
             return node.popen(args, "charon-systemd", **kwargs)
 
         charon = Charon(workdir / "strongswan", popen)
-        charon.install_config(gateway.config[0])
+        conf = gateway.config[0]
+        if gateway.options.get("pki") == "lab":  # certificates made for this run
+            from ipseclab.lab.labpki import swanctl_with_lab_pki
+
+            conf = swanctl_with_lab_pki(conf, workdir, workdir.parent)
+        charon.install_config(conf)
         self.charon = charon
         proc = charon.start()
         try:
