@@ -26,6 +26,29 @@ def code(text: str):
     return new_code_cell(dedent(text).strip())
 
 
+def root_code(text: str):
+    """A code cell that needs root (a lab in network namespaces); tagged so that tests
+    without root can leave it out."""
+    cell = code(text)
+    cell.metadata["tags"] = ["needs-root"]
+    return cell
+
+
+ROOT_CHECK = root_code("""
+    import os
+
+
+    class NeedsRoot(Exception):
+        def _render_traceback_(self):  # IPython shows this line instead of a traceback
+            return [str(self)]
+
+
+    if os.geteuid() != 0:
+        raise NeedsRoot("This part builds networks in Linux namespaces and needs root: start"
+                        " JupyterLab as root ('sudo ipseclab lab'). Nothing was started.")
+    print("running as root: the lab can start")
+    """)
+
 SETUP = code("""
     %matplotlib inline
     import matplotlib.pyplot as plt
@@ -398,20 +421,191 @@ NB02 = [
     print("correct:", real, "bytes added")
     """),
     md("""
-    ## Second half (needs root): two sites in Mininet
+    ## Second half (needs root): the same ping through two real networks
 
-    *To be added once the gateways running ipseclab's own stack are ready.* The plan:
-    `with Lab("site-to-site") as lab:` start the two-site topology, ping `h1 -> h2`, capture
-    the WAN link in transport and in tunnel mode, decode the capture with the key log the lab
-    writes, and draw the byte maps of the captured packets next to the ones above.
+    Now the packets come from gateways running ipseclab's own stack in Mininet network
+    namespaces, and we look at them the way an on-path observer does: from a capture of
+    the wire. Two small networks, one after the other, each with manual SAs (AES-GCM, the
+    same keys, so only the mode differs):
 
+    * **host-to-host**: `h1 (192.0.2.10) -- h2 (192.0.2.20)`, the hosts protect their own
+      traffic, **transport mode** (RFC 4301 §4.1);
+    * **site-to-site**: `h1 (10.1.0.10) -- gw1 == gw2 -- h2 (10.2.0.10)`, the gateways
+      protect what passes between the LANs, **tunnel mode**.
+
+    Building namespaces needs root; the next cell stops here, with a message, if you are
+    not root. Start JupyterLab as root (`sudo ipseclab lab`) to go on.
+    """),
+    ROOT_CHECK,
+    md("""
+    The manual SAs are written as `ip xfrm` lines (the format `ip xfrm state` prints), one
+    file per endpoint: the SA we send on and the SA we receive on, and a policy (SPD entry,
+    RFC 4301 §4.4.1) that says which traffic to protect. The transport-mode policy names the
+    two hosts; the tunnel-mode files of `topologies/configs/site-to-site/` name the LANs.
+    """),
+    root_code("""
+    import tempfile
+    from pathlib import Path
+
+    from ipseclab.lab.api import Lab
+    from ipseclab.lab.topology import TOPOLOGY_DIR, GatewaySpec
+
+    lab_dir = Path(tempfile.mkdtemp(prefix="nb02-lab-"))
+    KEY_A, KEY_B = ("0102030405060708090a0b0c0d0e0f10a1a2a3a4",
+                    "1112131415161718191a1b1c1d1e1f20b1b2b3b4")
+
+
+    def transport_sas(me, peer, spi_out, spi_in, key_out, key_in):
+        sa = ("ip xfrm state add src {} dst {} proto esp spi {:#010x} reqid 1 mode transport"
+              " replay-window 64 aead 'rfc4106(gcm(aes))' 0x{} 128\\n")
+        pol = ("ip xfrm policy add src {0}/32 dst {1}/32 dir {2}"
+               " tmpl src {0} dst {1} proto esp reqid 1 mode transport\\n")
+        return (sa.format(me, peer, spi_out, key_out) + sa.format(peer, me, spi_in, key_in)
+                + pol.format(me, peer, "out") + pol.format(peer, me, "in"))
+
+
+    (lab_dir / "h1.xfrm").write_text(
+        transport_sas("192.0.2.10", "192.0.2.20", 0x3001, 0x4001, KEY_A, KEY_B))
+    (lab_dir / "h2.xfrm").write_text(
+        transport_sas("192.0.2.20", "192.0.2.10", 0x4001, 0x3001, KEY_B, KEY_A))
+    print((lab_dir / "h1.xfrm").read_text())
+    """),
+    md("""
+    Each lab lives only inside its `with` block: leaving the block, normally or with an
+    error, removes every namespace, link and process it made. The capture file and the key
+    log (Wireshark's `esp_sa` table, written by the gateways for every SA) stay behind.
+    """),
+    root_code("""
+    S2S = TOPOLOGY_DIR / "configs" / "site-to-site"
+    runs = {
+        "transport": ("host-to-host", {"h1": GatewaySpec("ipseclab", (lab_dir / "h1.xfrm",)),
+                                       "h2": GatewaySpec("ipseclab", (lab_dir / "h2.xfrm",))}),
+        "tunnel": ("site-to-site", {"gw1": GatewaySpec("ipseclab", (S2S / "gw1.xfrm",)),
+                                    "gw2": GatewaySpec("ipseclab", (S2S / "gw2.xfrm",))}),
+    }
+    captured = {}
+    for mode, (topology, gateways) in runs.items():
+        with Lab(topology, lab_dir / mode, gateways) as lab:
+            with lab.capture("wan") as pcap:
+                result = lab.ping("h1", "h2", count=3, pattern="ipseclab-secret")
+            captured[mode] = (pcap, lab.workdir)
+        print(f"{mode:9} ({topology}): ping h1 -> h2 {result}")
+    """),
+    md("""
+    ## What an on-path observer sees
+
+    We decode both captures twice: once without keys, as an eavesdropper on the WAN would,
+    and once with the key log, as the endpoints can. Without keys the observer still reads
+    the outer IP header (addresses, protocol 50 = ESP, lengths) and the ESP header (SPI,
+    sequence number, RFC 4303 §2.1, §2.2), in both modes.
+    """),
+    root_code("""
+    from ipseclab.capture.decode import KeyRing, decode_capture
+    from ipseclab.capture.pcap import ip_payload, read_capture
+    from ipseclab.keylog import keylog_dir_layout, read_esp_sa
+
+    wire, opened = {}, {}
+    for mode, (pcap, workdir) in captured.items():
+        raw = {f.number: ip_payload(f.linktype, f.data) for f in read_capture(pcap)}
+        ring = KeyRing(read_esp_sa(keylog_dir_layout(workdir)[0]))
+        frames = [f for f in decode_capture(pcap, ring) if f.proto == "esp"]
+        wire[mode] = [raw[f.frame] for f in frames]
+        opened[mode] = frames
+        print(f"--- {mode} mode: what the WAN carries (no keys) ---")
+        for f, packet in zip(frames, wire[mode], strict=True):
+            print(f"  {f.src:>10} -> {f.dst:<10} proto {packet[9]} (ESP)  {len(packet)} bytes"
+                  f"  SPI {f.spi:#010x} seq {f.seq}")
+        first = frames[0]
+        print(f"  with the key log: inside is {first.inner.summary()}"
+              f" ({len(first.inner_bytes)} bytes)")
+        print("  'ipseclab-secret' readable on the wire:",
+              any(b"ipseclab-secret" in p for p in wire[mode]))
+    """),
+    md("""
+    In transport mode the observer learns **which two hosts** talk (`192.0.2.10` and
+    `192.0.2.20`): the packet's own header stays in front (RFC 4303 §3.1.1). In tunnel mode
+    it sees only the two **gateways**; the LAN addresses `10.1.0.10 -> 10.2.0.10` are
+    inside the ciphertext (§3.1.2). In neither mode is the ping's payload readable.
+
+    ## Byte maps of captured packets
+
+    The same drawing as in the first half, now of the first echo request each capture
+    holds. The key ring decrypts it, so the map can label padding and next header too.
+    """),
+    root_code("""
+    captured_maps = {}
+    for mode in ("transport", "tunnel"):
+        pcap, workdir = captured[mode]
+        ring = KeyRing(read_esp_sa(keylog_dir_layout(workdir)[0]))
+        captured_maps[mode] = byte_map(wire[mode][0], ring)
+
+    fig, axes = plt.subplots(1, 2, figsize=(15, 7))
+    for ax, (mode, m) in zip(axes, captured_maps.items(), strict=True):
+        plot_byte_map(m, ax=ax, title=f"captured, {mode} mode: {len(m.packet)} bytes")
+    plt.tight_layout()
+    plt.show()
+    for mode, m in captured_maps.items():
+        print(f"{mode:9}: {m.encrypted_length} bytes encrypted, next header {m.next_header}")
+    """),
+    md("""
+    The next header inside says what was encrypted (RFC 4303 §2.6): 1 (ICMP) in transport
+    mode, only the ping itself; 4 (IPv4) in tunnel mode, the whole inner packet with its
+    header.
+
+    ## Overhead, measured on the wire
+
+    The decoder recovered each inner packet, so the capture itself tells us what each mode
+    costs: the length on the wire minus the length of what went in.
+    """),
+    root_code("""
+    measured = {}
+    for mode in ("transport", "tunnel"):
+        f, packet = opened[mode][0], wire[mode][0]
+        measured[mode] = len(packet) - len(f.inner_bytes)
+        print(f"{mode:9}: {len(f.inner_bytes)} bytes in, {len(packet)} on the wire,"
+              f" {measured[mode]} added")
+
+    fig, ax = plt.subplots(figsize=(7, 2.5))
+    for row, mode in enumerate(("transport", "tunnel")):
+        inner_len = len(opened[mode][0].inner_bytes)
+        ax.barh(row, inner_len, color="#8fbf8f", label="the ping (84 bytes)" if row == 0 else None)
+        ax.barh(row, measured[mode], left=inner_len, color="#d98c8c",
+                label="added by IPsec" if row == 0 else None)
+        ax.text(inner_len + measured[mode] + 2, row, f"+{measured[mode]}", va="center")
+    ax.set_yticks([0, 1], ["transport", "tunnel"])
+    ax.set_xlabel("bytes on the wire (captured)")
+    ax.set_xlim(0, 230)
+    ax.legend(loc="center right")
+    plt.tight_layout()
+    plt.show()
+    """),
+    md("""
+    ## Your turn: the 20 bytes
+
+    The captured tunnel-mode packet is longer than the transport-mode one. By how many
+    bytes, and why (RFC 4303 §3.1.2)? Hint: the inner packet is the same 84-byte ping, both
+    use AES-GCM, and the padding happens to be the same.
+    """),
+    root_code("""
+    my_difference = 20  # your answer: bytes more in tunnel mode than in transport mode
+    """),
+    root_code("""
+    real_difference = len(wire["tunnel"][0]) - len(wire["transport"][0])
+    assert my_difference == real_difference, f"the capture says {real_difference} bytes"
+    assert measured["tunnel"] - measured["transport"] == 20  # one IPv4 header, nothing else
+    print("correct: tunnel mode adds one outer IPv4 header, 20 bytes")
+    """),
+    md("""
     ## Summary
 
     * Transport mode protects the payload of a packet; its own IP header stays in front
       (RFC 4303 §3.1.1). Tunnel mode protects the whole packet and adds an outer header
       (§3.1.2); observers see only the gateways.
+    * On a real WAN an observer without keys still reads addresses, protocol 50, SPIs,
+      sequence numbers and lengths; with the key log the endpoints' view comes back.
     * The overhead depends on the algorithm (IV, ICV, block size) and the mode (20 or 40
-      bytes more for tunnel mode), plus 8 bytes for UDP encapsulation.
+      bytes more for tunnel mode), plus 8 bytes for UDP encapsulation; the capture confirms
+      what `overhead.measure` computed.
     * Overhead moves the point where a packet no longer fits the MTU: plan the inner MTU.
     """),
 ]
@@ -1199,13 +1393,837 @@ NB05 = [
     """),
 ]
 
+# --------------------------------------------------------------------------------------------
+NB06 = [
+    md("""
+    # 06: Rekeying, dead peer detection and NAT traversal
+
+    **Learning goals.** After this lesson you can
+
+    * watch a child SA being replaced by a new one while traffic flows, and read the new
+      SPIs and the sequence numbers starting over in a capture (RFC 7296 §1.3.3, §2.8);
+    * tell a child SA rekey from an IKE SA rekey in the capture (§1.3.2);
+    * explain how dead peer detection works, and time it (§2.4);
+    * show how IKE finds a NAT with the NAT_DETECTION notifies and why ESP then travels in
+      UDP port 4500 (§2.23, RFC 3948).
+
+    Everything here runs in real network namespaces with ipseclab's gateways on both
+    sides, so this lesson needs root.
+    """),
+    SETUP,
+    ROOT_CHECK,
+    md("""
+    ## Short lifetimes, written by us
+
+    Keys should not be used forever: an SA is replaced after a time or an amount of data
+    (RFC 7296 §2.8). Real gateways rekey every hour or so; to see it happen in seconds we
+    write our own `swanctl.conf` files for the site-to-site topology:
+
+    * gw1's child SA `net` has `rekey_time = 4s`, its IKE SA `rekey_time = 12s`;
+    * gw1 checks every 2 s that gw2 is alive when it hears nothing (`dpd_delay = 2s`) and
+      removes the SAs when it is not (`dpd_action = clear`);
+    * gw2 never starts a rekey itself (`rekey_time = 0`): one side rekeys, so the two never
+      collide (a collision is legal but harder to read, §2.8.1).
+    """),
+    code('''
+    import tempfile
+    import time
+    from pathlib import Path
+
+    IKE_CONF = """
+    connections {{
+      s2s {{
+        local_addrs = {me}
+        remote_addrs = {peer}
+        proposals = aes128gcm16-prfsha256-x25519
+        {ike_extra}
+        local {{
+          auth = psk
+          id = {me_id}
+        }}
+        remote {{
+          auth = psk
+          id = {peer_id}
+        }}
+        children {{
+          net {{
+            local_ts = {my_ts}
+            remote_ts = {peer_ts}
+            esp_proposals = aes128gcm16
+            {child_extra}
+          }}
+        }}
+      }}
+    }}
+    secrets {{
+      ike-lab {{
+        id-a = {me_id}
+        id-b = {peer_id}
+        secret = "a lab secret for lesson 06"
+      }}
+    }}
+    """
+
+    lab_dir = Path(tempfile.mkdtemp(prefix="nb06-"))
+    (lab_dir / "gw1.conf").write_text(IKE_CONF.format(
+        me="192.0.2.1", peer="192.0.2.2", me_id="gw1.lab.example", peer_id="gw2.lab.example",
+        my_ts="10.1.0.0/24", peer_ts="10.2.0.0/24",
+        ike_extra="rekey_time = 12s\\n    dpd_delay = 2s",
+        child_extra="start_action = start\\n        rekey_time = 4s\\n        dpd_action = clear"))
+    (lab_dir / "gw2.conf").write_text(IKE_CONF.format(
+        me="192.0.2.2", peer="192.0.2.1", me_id="gw2.lab.example", peer_id="gw1.lab.example",
+        my_ts="10.2.0.0/24", peer_ts="10.1.0.0/24",
+        ike_extra="rekey_time = 0", child_extra="rekey_time = 0"))
+    print((lab_dir / "gw1.conf").read_text())
+    '''),
+    md("""
+    ## The run
+
+    One cell does the whole experiment, and the lab is gone when it ends (also on an
+    error). It captures the WAN from the first packet, starts both gateways (gw1 initiates
+    at once, `start_action = start`), pings from h1 to h2 for 13 seconds, five pings a
+    second, waits 2.5 s in silence, then kills gw2's process without a word, as a crashed
+    or unplugged peer would disappear, and times how long gw1 needs to notice. gw1
+    retransmits an unanswered request after 0.5 s, then 1 s more, before it gives up
+    (`--ike-retransmit-base 0.5`, `--ike-retransmit-tries 2`; by default it waits 1, 2, 4,
+    8 and 16 s, RFC 7296 §2.1).
+    """),
+    code("""
+    from ipseclab.drivers.cli_gateway import request_gateway
+    from ipseclab.lab.api import Lab
+    from ipseclab.lab.ipseclab_gateway import control_socket
+    from ipseclab.lab.topology import GatewaySpec
+
+
+    def wait_until(predicate, timeout):
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if predicate():
+                return time.monotonic() - start
+            time.sleep(0.1)
+        return None
+
+
+    fast_retransmits = {"args": ["--ike-retransmit-base", "0.5", "--ike-retransmit-tries", "2"]}
+    gateways = {"gw1": GatewaySpec("ipseclab", (lab_dir / "gw1.conf",), fast_retransmits),
+                "gw2": GatewaySpec("ipseclab", (lab_dir / "gw2.conf",))}
+    with Lab("site-to-site", lab_dir / "lab", gateways, start_gateways=False) as lab:
+
+        def ike_sas():
+            return request_gateway(control_socket("gw1"), {"command": "list-ike-sas"})
+
+        with lab.capture("wan", lab_dir / "rekey.pcap") as rekey_pcap:
+            lab.start_gateway("gw2")
+            lab.start_gateway("gw1")
+            assert wait_until(lambda: any(sa["children"] for sa in ike_sas()), 10) is not None
+            ping = lab.ping("h1", "h2", count=65, interval=0.2)
+            time.sleep(2.5)  # quiet: one DPD check on the new IKE SA
+        after_ping = ike_sas()
+        with lab.capture("wan", lab_dir / "dpd.pcap") as dpd_pcap:
+            lab.node("gw2").handle.kill()  # the process the lab started for gw2
+            dpd_seconds = wait_until(lambda: not ike_sas(), 15)
+        gw1_log = (lab.workdir / "gw1" / "gateway.log").read_text()
+        keylog_dir = lab.workdir
+
+    print("ping h1 -> h2:", ping)
+    print(f"DPD: gw1 removed the dead peer's SAs after {dpd_seconds:.1f} s")
+    """),
+    md("""
+    ## What gw1's log says
+
+    Every rekey is a line: a new child SA with new SPIs *replaces* the old one, and the old
+    one is deleted just after. The IKE SA is replaced once, with a new pair of IKE SPIs.
+    """),
+    code("""
+    for line in gw1_log.splitlines():
+        if any(w in line for w in ("established", "rekeyed", "deleted", "does not answer")):
+            print(line.split(" ipseclab.ike ")[-1])
+    """),
+    md("""
+    ## The rekeys in the capture
+
+    The gateways wrote their keys (Wireshark's `esp_sa` and `ikev2_decryption_table`) next
+    to the captures, so we can open every IKE message and every ESP packet. The IKE
+    messages first:
+
+    * **CREATE_CHILD_SA with N(REKEY_SA)** rekeys a child SA (§1.3.3): the notify names the
+      SPI being replaced; new nonces give new keys (KEYMAT, §2.17). Then an INFORMATIONAL
+      exchange with DELETE removes the old SA (§1.4.1).
+    * **CREATE_CHILD_SA with SA, Ni and KE but no traffic selectors** rekeys the IKE SA
+      itself (§1.3.2): a fresh Diffie-Hellman exchange, new IKE SPIs, new SK_* keys.
+    * **INFORMATIONAL with an empty SK** is a liveness check, DPD (§2.4): sent when gw1 has
+      heard nothing from gw2 for `dpd_delay`.
+    """),
+    code("""
+    from ipseclab.capture.decode import KeyRing, decode_capture
+    from ipseclab.keylog import keylog_dir_layout, read_esp_sa, read_ikev2
+
+    esp_file, ike_file = keylog_dir_layout(keylog_dir)
+    ring = KeyRing(read_esp_sa(esp_file), ike_entries=read_ikev2(ike_file))
+    frames = [f for f in decode_capture(rekey_pcap, ring) if f.proto in ("esp", "ike")]
+    t0 = frames[0].time
+    ike_frames = [f for f in frames if f.proto == "ike"]
+    for f in ike_frames:
+        who = "gw1" if f.src == "192.0.2.1" else "gw2"
+        print(f"{f.time - t0:6.2f}s {who} {'response' if f.response else 'request ':8}"
+              f" {f.exchange:16} IKE SPIi {f.ike.spi_i.hex()}  {', '.join(f.payloads)}")
+    """),
+    md("""
+    Now the data. Each ESP packet carries an SPI and a sequence number in the clear
+    (RFC 4303 §2.1, §2.2). We plot both against time for the echo requests gw1 sends:
+    every colour is one SA. The vertical lines mark the CREATE_CHILD_SA requests.
+    """),
+    code("""
+    esp_out = [f for f in frames if f.proto == "esp" and f.src == "192.0.2.1"]
+    spis = list(dict.fromkeys(f.spi for f in esp_out))  # in order of first use
+    rekeys = [f.time - t0 for f in ike_frames
+              if f.exchange == "CREATE_CHILD_SA" and not f.response]
+
+    fig, (ax_spi, ax_seq) = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
+    colours = plt.cm.tab10.colors
+    for i, spi in enumerate(spis):
+        pts = [(f.time - t0, f.seq) for f in esp_out if f.spi == spi]
+        ax_spi.scatter([t for t, _ in pts], [i] * len(pts), s=12, color=colours[i % 10])
+        ax_seq.plot([t for t, _ in pts], [s for _, s in pts], ".-", color=colours[i % 10],
+                    label=f"SPI {spi:#010x}")
+    for ax in (ax_spi, ax_seq):
+        for t in rekeys:
+            ax.axvline(t, color="grey", linestyle=":", linewidth=1)
+    ax_spi.set_yticks(range(len(spis)), [f"{s:#010x}" for s in spis])
+    ax_spi.set_ylabel("SPI of gw1's outbound SA")
+    ax_spi.set_title("gw1 -> gw2 ESP packets during a 13 s ping (dotted: CREATE_CHILD_SA)")
+    ax_seq.set_ylabel("ESP sequence number")
+    ax_seq.set_xlabel("seconds since the first IKE message")
+    ax_seq.legend(fontsize=8, loc="upper left")
+    plt.tight_layout()
+    plt.show()
+    print(len(spis), "outbound SAs in turn; packets not decrypted:",
+          sum(f.status != "ok" for f in frames))
+    """),
+    md("""
+    Two things to see. The SPI changes about every 4 seconds, as configured. And the
+    sequence number **starts over at 1** on each new SA (RFC 4303 §2.2: the counter belongs
+    to the SA); that is why rekeying also solves the problem of a counter running out. No
+    ping was lost: gw1 installs the new inbound SA before it answers or deletes the old one
+    and keeps the old SA until the DELETE, *make before break* (§2.8).
+
+    The last CREATE_CHILD_SA carried KE and no TSi/TSr: that was the IKE SA's rekey. The
+    child SAs move to the new IKE SA with it (§1.3.2), as the IKE SPIi in the table shows.
+    """),
+    code("""
+    ike_spis = list(dict.fromkeys(f.ike.spi_i.hex() for f in ike_frames))
+    print("IKE SAs seen (initiator SPIs):", ike_spis)
+    out_sa = next(sa for sa in after_ping[0]["children"][0]["sas"] if sa["direction"] == "out")
+    print("gw1 after the ping: IKE SA rekeyed", after_ping[0]["rekeys"], "time(s); sending on",
+          out_sa["spi"], "with sequence number", out_sa["seq"])
+    assert len(ike_spis) == 2 and after_ping[0]["rekeys"] == 1
+    assert ping.received == ping.sent  # make-before-break: nothing lost across the rekeys
+    """),
+    md("""
+    ## Dead peer detection (RFC 7296 §2.4)
+
+    IKE has no keep-alive of its own. A peer that hears nothing protected for a while
+    sends an INFORMATIONAL request with an empty SK payload; the other side must answer
+    it. No answer after the retransmissions means the peer is dead: gw1 deletes the IKE SA
+    and its child SAs and, with `dpd_action = clear`, leaves it at that (`trap` would wait
+    for traffic, `restart` would try again at once).
+    """),
+    code("""
+    dpd_frames = [f for f in decode_capture(dpd_pcap, ring) if f.proto == "ike"]
+    for f in dpd_frames:
+        print(f"{f.time - dpd_frames[0].time:5.2f}s {f.src} -> {f.dst} {f.exchange}"
+              f" #{f.message_id} {', '.join(f.payloads)}")
+    print(f"{len(dpd_frames)} unanswered requests: the first and {len(dpd_frames) - 1}"
+          f" retransmissions; SAs removed after {dpd_seconds:.1f} s")
+    """),
+    md("""
+    All the requests carry the same Message ID: they are retransmissions of one request,
+    not new ones (§2.1). The time DPD takes is `dpd_delay` plus the retransmission
+    schedule, a trade-off between noticing fast and declaring a slow peer dead.
+
+    ## Your turn 1: the first sequence number
+
+    What sequence number does the first packet on a freshly rekeyed SA carry? Read it off
+    the plot, or think of RFC 4303 §2.2.
+    """),
+    code("""
+    my_first_seq = 1  # your answer
+    """),
+    code("""
+    firsts = {min(f.seq for f in esp_out if f.spi == spi) for spi in spis[1:]}
+    assert firsts == {my_first_seq}, f"the capture says {sorted(firsts)}"
+    print("correct: each SA counts from 1 again")
+    """),
+    md("""
+    ## NAT traversal (RFC 7296 §2.23, RFC 3948)
+
+    A road warrior `rw` (10.9.0.10) sits behind a NAT router that rewrites its address to
+    `203.0.113.2`; the site gateway `gw` is `203.0.113.1` with LAN 10.2.0.0/24
+    (`topologies/nat-road-warrior.yaml`). ESP has no ports, so a NAT cannot tell two ESP
+    flows apart, and a changed outer address would not matter to ESP but does to IKE's
+    checks. IKEv2 therefore *detects* the NAT and moves everything to UDP port 4500.
+
+    The gateway accepts the road warrior from any address (`remote_addrs = %any`) and
+    knows it by its identity, not by its address.
+    """),
+    code("""
+    (lab_dir / "rw.conf").write_text(IKE_CONF.format(
+        me="10.9.0.10", peer="203.0.113.1", me_id="rw.lab.example", peer_id="gw.lab.example",
+        my_ts="10.9.0.10/32", peer_ts="10.2.0.0/24", ike_extra="",
+        child_extra="start_action = start"))
+    (lab_dir / "gw.conf").write_text(IKE_CONF.format(
+        me="203.0.113.1", peer="%any", me_id="gw.lab.example", peer_id="rw.lab.example",
+        my_ts="10.2.0.0/24", peer_ts="10.9.0.10/32", ike_extra="", child_extra=""))
+
+    gateways = {"rw": GatewaySpec("ipseclab", (lab_dir / "rw.conf",)),
+                "gw": GatewaySpec("ipseclab", (lab_dir / "gw.conf",))}
+
+
+    def gw_sas():
+        return request_gateway(control_socket("gw"), {"command": "list-ike-sas"})
+
+
+    with Lab("nat-road-warrior", lab_dir / "nat", gateways, start_gateways=False) as lab:
+        with lab.capture("home", lab_dir / "home.pcap") as home_pcap, \\
+                lab.capture("wan", lab_dir / "nat-wan.pcap") as wan_pcap:
+            lab.start_gateway("gw")
+            lab.start_gateway("rw")
+            assert wait_until(lambda: any(sa["children"] for sa in gw_sas()), 10) is not None
+            nat_ping = lab.ping("rw", "h2", count=3)
+        gw_view = gw_sas()[0]
+        nat_keys = lab.workdir
+    print("ping rw -> h2:", nat_ping)
+    print("gw sees the road warrior at", gw_view["remote"], "NAT detected:", gw_view["nat"])
+    """),
+    md("""
+    The same conversation, captured on both sides of the NAT. Behind it, `rw` speaks from
+    10.9.0.10; in front of it the NAT has put in its own address. After IKE_SA_INIT both
+    peers switch to port 4500, and ESP travels inside UDP too (ESP-in-UDP, RFC 3948 §2.1);
+    on port 4500 an IKE message starts with four zero bytes, the non-ESP marker (§2.2).
+    """),
+    code("""
+    from scapy.layers.inet import IP
+
+    from ipseclab.capture.pcap import ip_payload, read_capture
+
+    esp_file, ike_file = keylog_dir_layout(nat_keys)
+    for name, pcap in (("home (behind the NAT)", home_pcap), ("wan (in front of it)", wan_pcap)):
+        print(f"--- {name} ---")
+        raw = {f.number: ip_payload(f.linktype, f.data) for f in read_capture(pcap)}
+        ring = KeyRing(read_esp_sa(esp_file), ike_entries=read_ikev2(ike_file))
+        for f in decode_capture(pcap, ring):
+            if f.proto in ("ike", "esp"):
+                p = IP(raw[f.frame])
+                what = f.exchange if f.proto == "ike" else f"ESP SPI {f.spi:#010x}"
+                print(f"  {p.src}:{p.sport} -> {p.dst}:{p.dport}  {what}")
+    """),
+    md("""
+    ### How the NAT was found: the NAT_DETECTION notifies (§2.23)
+
+    In IKE_SA_INIT each side sends two hashes, `SHA-1(SPIi | SPIr | IP address | port)`:
+    NAT_DETECTION_SOURCE_IP over the address and port it sends *from*,
+    NAT_DETECTION_DESTINATION_IP over those it sends *to*. The receiver computes the same
+    hashes over the addresses it actually sees. A difference in the source hash means a NAT
+    in front of the *sender*. (In the request SPIr is still zero.)
+    """),
+    code("""
+    from ipseclab.ike.constants import NotifyType
+    from ipseclab.ike.negotiation import natd_hash
+
+    ring = KeyRing(ike_entries=read_ikev2(ike_file))
+    wan_raw = {f.number: ip_payload(f.linktype, f.data) for f in read_capture(wan_pcap)}
+    init = next(f for f in decode_capture(wan_pcap, ring) if f.exchange == "IKE_SA_INIT")
+    seen = IP(wan_raw[init.frame])  # the request as gw receives it
+    natd_src = init.ike.message.notifies(NotifyType.NAT_DETECTION_SOURCE_IP)[0].data
+    natd_dst = init.ike.message.notifies(NotifyType.NAT_DETECTION_DESTINATION_IP)[0].data
+    spi_i, spi_r = init.ike.spi_i, init.ike.spi_r
+
+    print("rw's NAT_DETECTION_SOURCE_IP:      ", natd_src.hex())
+    print(f"gw's hash of {seen.src}:{seen.sport}:      ",
+          natd_hash(spi_i, spi_r, seen.src, seen.sport).hex())
+    print("rw's NAT_DETECTION_DESTINATION_IP: ", natd_dst.hex())
+    print(f"gw's hash of {seen.dst}:{seen.dport}:      ",
+          natd_hash(spi_i, spi_r, seen.dst, seen.dport).hex())
+    """),
+    md("""
+    ## Your turn 2: whose address did the NAT change?
+
+    Which of the two hashes differs, `"source"` or `"destination"`? And which address and
+    port did rw hash into its NAT_DETECTION_SOURCE_IP? Fill in the three values.
+    """),
+    code("""
+    my_mismatch = "source"  # your answer: "source" or "destination"
+    my_rw_address, my_rw_port = "10.9.0.10", 500  # your answer
+    """),
+    code("""
+    mismatch = {"source": natd_hash(spi_i, spi_r, seen.src, seen.sport) != natd_src,
+                "destination": natd_hash(spi_i, spi_r, seen.dst, seen.dport) != natd_dst}
+    assert mismatch[my_mismatch] and not mismatch[{"source": "destination",
+                                                    "destination": "source"}[my_mismatch]]
+    assert natd_hash(spi_i, spi_r, my_rw_address, my_rw_port) == natd_src
+    print("correct: the NAT is in front of rw; gw keeps the NAT's address and port for rw,"
+          " and both sides send ESP in UDP 4500")
+    """),
+    md("""
+    ## Summary
+
+    * A child SA is rekeyed with CREATE_CHILD_SA carrying N(REKEY_SA) (RFC 7296 §1.3.3):
+      new SPIs, new KEYMAT, sequence numbers from 1; the old SA is deleted after the new one
+      works, so no packet is lost (§2.8).
+    * An IKE SA is rekeyed with CREATE_CHILD_SA carrying SA, nonce and KE but no traffic
+      selectors (§1.3.2); its children move to the new IKE SA.
+    * DPD is an empty INFORMATIONAL request (§2.4); a peer that answers no retransmission
+      is declared dead and its SAs are removed (`dpd_action`).
+    * NAT_DETECTION_SOURCE_IP/DESTINATION_IP hash the addresses and ports each side sees
+      (§2.23); a mismatch moves IKE and ESP to UDP 4500 (RFC 3948), which a NAT can
+      rewrite like any UDP flow.
+    """),
+]
+
+NB07 = [
+    md("""
+    # 07: Interop, our gateway opposite strongSwan
+
+    **Learning goals.** After this lesson you can
+
+    * run ipseclab's gateway against strongSwan, the reference implementation, with one
+      `swanctl.conf` syntax on both sides;
+    * decode the handshake between the two from a capture with the key log our gateway
+      wrote, as a ladder diagram (RFC 7296 §1.2);
+    * read `swanctl --list-sas` and `ipseclab ctl list-sas` side by side and match them up;
+    * check that both ends derived the same keys, which is what interoperability means for
+      IKE (§2.14, §2.17).
+
+    This lesson runs strongSwan (`charon-systemd`) in a Mininet namespace: it needs root and
+    the Debian packages charon-systemd, strongswan-swanctl and libcharon-extra-plugins.
+    """),
+    SETUP,
+    ROOT_CHECK,
+    code("""
+    from ipseclab.lab import strongswan
+
+    if not strongswan.available():
+        raise NeedsRoot("strongSwan is not installed: apt-get install charon-systemd"
+                        " strongswan-swanctl libcharon-extra-plugins")
+    print("strongSwan found:", strongswan.CHARON)
+    """),
+    md("""
+    ## The scenario: site-to-site-mixed
+
+    The site-to-site topology (`h1 -- gw1 == gw2 -- h2`) with ipseclab on gw1 and strongSwan
+    on gw2, both reading the config files in `topologies/configs/site-to-site/`: the same
+    file format, a PSK, `aes128gcm16-prfsha256-x25519` for IKE and `aes128gcm16` for ESP.
+    strongSwan initiates as soon as it starts; gw1 answers.
+
+    One detail of this strongSwan: it has no kernel ESP here and carries ESP in user space
+    (`kernel-libipsec`), which always encapsulates ESP in UDP (RFC 3948), as if there were a
+    NAT. Our gateway follows its lead: IKE moves to port 4500 after IKE_SA_INIT (RFC 7296
+    §2.23) and ESP travels in UDP 4500 too.
+    """),
+    code("""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from ipseclab.lab.api import Lab
+    from ipseclab.lab.ipseclab_gateway import control_socket
+    from ipseclab.lab.topology import TOPOLOGY_DIR, GatewaySpec
+
+    CONFIGS = TOPOLOGY_DIR / "configs" / "site-to-site"
+    gateways = {
+        "gw1": GatewaySpec("ipseclab", (CONFIGS / "gw1.swanctl.conf",)),
+        "gw2": GatewaySpec("strongswan", (CONFIGS / "gw2.swanctl.conf",), {"initiate": ["net"]}),
+    }
+    lab_dir = Path(tempfile.mkdtemp(prefix="nb07-"))
+    with Lab("site-to-site", lab_dir, gateways, start_gateways=False) as lab:
+        with lab.capture("wan") as pcap:
+            lab.start_gateway("gw1")
+            lab.start_gateway("gw2")  # returns once strongSwan's child SA 'net' is up
+            ping = lab.ping("h1", "h2", count=3, pattern="ipseclab-secret")
+        strongswan_view = lab.node("gw2").launcher.charon.swanctl("--list-sas")
+        ipseclab_view = subprocess.run(
+            [sys.executable, "-m", "ipseclab", "ctl", "--socket", str(control_socket("gw1")),
+             "list-sas"], capture_output=True, text=True, check=True).stdout
+        strongswan_keys = lab.node("gw2").launcher.keys()  # from charon's log, level 4
+    print("ping h1 -> h2:", ping)
+    """),
+    md("""
+    ## The handshake, decoded with our key log
+
+    gw1 wrote the IKE SA's keys into Wireshark's `ikev2_decryption_table` and the child
+    SA's into `esp_sa` (in `wireshark/` of the lab directory). With them the decoder opens
+    every SK payload (§3.14) and every ESP packet. strongSwan sends more notifies than we
+    do (MOBIKE, redirect, fragmentation support...); a peer ignores status notifies it does
+    not know (§3.10.1), which is one of the rules that make interop work.
+    """),
+    code("""
+    from ipseclab.capture.decode import KeyRing, decode_capture
+    from ipseclab.keylog import keylog_dir_layout, read_esp_sa, read_ikev2
+    from ipseclab.teaching.ladder import ladder, plot_ladder
+
+    esp_file, ike_file = keylog_dir_layout(lab_dir)
+    our_ike_keys, our_esp_keys = read_ikev2(ike_file), read_esp_sa(esp_file)
+    ring = KeyRing(our_esp_keys, ike_entries=our_ike_keys)
+    frames = [f for f in decode_capture(pcap, ring) if f.proto in ("ike", "esp")]
+    for f in frames:
+        if f.proto == "ike":
+            print(f"{f.src:>9} -> {f.dst:<9} {f.exchange:12} {', '.join(f.payloads)}")
+    print(len([f for f in frames if f.proto == "esp" and f.status == "ok"]),
+          "ESP packets decrypted, all in UDP 4500:", all(f.udp_encap for f in frames
+                                                         if f.proto == "esp"))
+    plot_ladder(ladder(frames), title="strongSwan (gw2) initiates, ipseclab (gw1) answers")
+    plt.show()
+    """),
+    md("""
+    ## Two views of one IKE SA
+
+    strongSwan's `swanctl --list-sas` and our `ipseclab ctl list-sas` print the same
+    things in nearly the same layout. Match them up: the IKE SPIs (the `*` marks the local
+    side's SPI), the identities and addresses, the algorithms (strongSwan writes the IANA
+    names, we the proposal keywords), and the child SA's two SPIs, which appear **crossed**:
+    the SPI one side receives on (`in`) is the one the other sends to (`out`).
+    """),
+    code("""
+    left = strongswan_view.rstrip().splitlines()
+    right = ipseclab_view.rstrip().splitlines()
+    width = max(len(line) for line in left)
+    print(f"{'strongSwan on gw2: swanctl --list-sas':{width}} | ipseclab on gw1: ctl list-sas")
+    print("-" * width + "-+-" + "-" * 40)
+    for i in range(max(len(left), len(right))):
+        a = left[i] if i < len(left) else ""
+        b = right[i] if i < len(right) else ""
+        print(f"{a:{width}} | {b}")
+    """),
+    md("""
+    ## The same keys on both sides
+
+    Neither side ever sends a key. Each computes SKEYSEED and the SK_* keys from the DH
+    secret and the nonces (RFC 7296 §2.14), and the child SA's KEYMAT from SK_d (§2.17).
+    If anything differed (an algorithm's key length, the order of the keys in KEYMAT, which
+    nonce comes first), the first SK payload would fail its ICV. strongSwan prints its keys
+    in its log at level 4; our gateway wrote its own into the key log. They agree.
+    """),
+    code("""
+    (theirs,) = strongswan_keys
+    (ours,) = our_ike_keys
+    assert (theirs.spi_i, theirs.spi_r) == (ours.spi_i, ours.spi_r)
+    for name in ("sk_ei", "sk_er", "sk_ai", "sk_ar"):
+        assert getattr(theirs, name) == getattr(ours, name), name
+        print(f"{name}: {getattr(ours, name).hex() or '(none: AES-GCM needs no key)'}")
+
+    our_key_for = {e.spi: e.encryption_key for e in our_esp_keys}
+    (child,) = theirs.children
+    assert our_key_for[child.spi_in] == child.enc_in  # strongSwan receives, gw1 sends
+    assert our_key_for[child.spi_out] == child.enc_out  # strongSwan sends, gw1 receives
+    print(f"ESP SPI {child.spi_in:08x}: {child.enc_in.hex()}  (gw1 -> gw2)")
+    print(f"ESP SPI {child.spi_out:08x}: {child.enc_out.hex()}  (gw2 -> gw1)")
+    """),
+    md("""
+    ## Your turn: crossed SPIs
+
+    strongSwan on gw2 sends its ESP packets on its *outbound* SA. In ipseclab's
+    `ctl list-sas` on gw1, is that SPI listed as `"in"` or `"out"`? And which UDP
+    destination port do those packets use?
+    """),
+    code("""
+    my_direction = "in"  # your answer: "in" or "out"
+    my_port = 4500  # your answer
+    """),
+    code("""
+    ours_line = next(line for line in right if f"{child.spi_out:08x}" in line)
+    assert ours_line.split()[0] == my_direction, f"gw1 lists it as: {ours_line.strip()}"
+    esp_from_gw2 = [f for f in frames if f.proto == "esp" and f.spi == child.spi_out]
+    assert esp_from_gw2 and all(f.udp_encap for f in esp_from_gw2) and my_port == 4500
+    print("correct: what one side sends on, the other receives on; ESP in UDP 4500")
+    """),
+    md("""
+    ## Summary
+
+    * One configuration language (swanctl.conf) on both sides; the proposals strongSwan
+      and ipseclab negotiate are the same keywords.
+    * The handshake between them is the ordinary IKE_SA_INIT + IKE_AUTH (RFC 7296 §1.2);
+      unknown status notifies are ignored (§3.10.1), which leaves room for extensions.
+    * `swanctl --list-sas` and `ipseclab ctl list-sas` show the same IKE SPIs, identities,
+      algorithms and crossed child SA SPIs.
+    * Interop is, in the end, equal keys: SK_* from SKEYSEED (§2.14) and KEYMAT (§2.17)
+      computed independently by two implementations, byte for byte the same.
+    """),
+]
+
+NB09 = [
+    md("""
+    # 09: Capstone, a broken tunnel to diagnose and fix
+
+    **Learning goals.** After this lesson you can
+
+    * diagnose a site-to-site tunnel that does not come up, from three sources: the
+      gateways' logs, `ipseclab ctl list-sas`, and the decoded capture of the WAN;
+    * read the error notifies of IKEv2 (RFC 7296 §3.10.1): NO_PROPOSAL_CHOSEN in the clear
+      in IKE_SA_INIT, TS_UNACCEPTABLE inside the encrypted IKE_AUTH response;
+    * fix the configuration one fault at a time and prove the fix with a ping.
+
+    This lesson runs the site-to-site topology in Mininet with ipseclab on both gateways:
+    it needs root.
+    """),
+    SETUP,
+    ROOT_CHECK,
+    md("""
+    ## The ticket
+
+    *"Since gw2 was reconfigured last night, site 1 (10.1.0.0/24) cannot reach site 2
+    (10.2.0.0/24)."* gw1's configuration is the one that worked before. Here are both
+    files, as the notebook writes them; read gw2's with care, but let the tools find the
+    problems.
+    """),
+    code('''
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    TEMPLATE = """
+    connections {{
+      site-to-site {{
+        local_addrs = {me}
+        remote_addrs = {peer}
+        proposals = {proposals}
+        local {{
+          auth = psk
+          id = {me}.lab.example
+        }}
+        remote {{
+          auth = psk
+          id = {peer}.lab.example
+        }}
+        children {{
+          net {{
+            local_ts = {local_ts}
+            remote_ts = {remote_ts}
+            esp_proposals = aes128gcm16
+            start_action = trap
+          }}
+        }}
+      }}
+    }}
+    secrets {{
+      ike-site-to-site {{
+        id-gw1 = gw1.lab.example
+        id-gw2 = gw2.lab.example
+        secret = "capstone lab secret"
+      }}
+    }}
+    """
+    ADDR = {"gw1": "192.0.2.1", "gw2": "192.0.2.2"}
+
+
+    def config(me, peer, proposals, local_ts, remote_ts):
+        text = TEMPLATE.format(me=me, peer=peer, proposals=proposals, local_ts=local_ts,
+                               remote_ts=remote_ts)
+        return text.replace(f"addrs = {me}\\n", f"addrs = {ADDR[me]}\\n").replace(
+            f"addrs = {peer}\\n", f"addrs = {ADDR[peer]}\\n")
+
+
+    lab_dir = Path(tempfile.mkdtemp(prefix="nb09-"))
+    GW1 = config("gw1", "gw2", "aes128gcm16-prfsha256-x25519", "10.1.0.0/24", "10.2.0.0/24")
+    GW2_BROKEN = config("gw2", "gw1", "aes256-sha256-modp2048", "10.2.0.0/24", "10.1.1.0/24")
+    print(GW2_BROKEN)
+    '''),
+    md("""
+    ## A tool for each attempt
+
+    `attempt(gw2_conf)` starts the lab with gw1's file and the given gw2 file, captures
+    the WAN while h1 pings h2 (both configs say `start_action = trap`, so the ping itself
+    starts IKE, RFC 4301 §5.1), collects the evidence and tears the lab down again, also on
+    an error. Each attempt is a fresh network, as after a restart of both gateways.
+    """),
+    code("""
+    from ipseclab.capture.decode import KeyRing, decode_capture
+    from ipseclab.keylog import keylog_dir_layout, read_esp_sa, read_ikev2
+    from ipseclab.lab.api import Lab
+    from ipseclab.lab.ipseclab_gateway import control_socket
+    from ipseclab.lab.topology import GatewaySpec
+
+    runs = 0
+
+
+    def attempt(gw2_conf):
+        global runs
+        runs += 1
+        where = lab_dir / f"attempt{runs}"
+        where.mkdir()
+        (where / "gw1.conf").write_text(GW1)
+        (where / "gw2.conf").write_text(gw2_conf)
+        gateways = {name: GatewaySpec("ipseclab", (where / f"{name}.conf",))
+                    for name in ("gw1", "gw2")}
+        with Lab("site-to-site", where / "lab", gateways) as lab:
+            with lab.capture("wan") as pcap:
+                ping = lab.ping("h1", "h2", count=3, interval=0.3)
+            ctl = subprocess.run([sys.executable, "-m", "ipseclab", "ctl", "--socket",
+                                  str(control_socket("gw1")), "list-sas"],
+                                 capture_output=True, text=True, check=True).stdout
+            logs = {gw: (lab.workdir / gw / "gateway.log").read_text() for gw in ("gw1", "gw2")}
+        esp_file, ike_file = keylog_dir_layout(where / "lab")
+        ring = KeyRing(read_esp_sa(esp_file) if esp_file.exists() else (),
+                       ike_entries=read_ikev2(ike_file) if ike_file.exists() else ())
+        frames = [f for f in decode_capture(pcap, ring) if f.proto in ("ike", "esp")]
+        print("ping h1 -> h2:", ping)
+        return {"ping": ping, "ctl": ctl, "logs": logs, "frames": frames}
+
+
+    def show_logs(run):
+        for gw, text in run["logs"].items():
+            for line in text.splitlines():
+                if "WARNING" in line or "ERROR" in line:
+                    print(gw, line.split(" ipseclab.")[-1])
+
+
+    def show_ike(run):
+        for f in run["frames"]:
+            if f.proto == "ike":
+                print(f"{f.src:>9} -> {f.dst:<9} {f.exchange:12}"
+                      f" {'response' if f.response else 'request '} {', '.join(f.payloads)}")
+
+
+    first = attempt(GW2_BROKEN)
+    """),
+    md("""
+    ## Attempt 1: the evidence
+
+    **The logs.** Start with what the gateways say about themselves.
+    """),
+    code("""
+    show_logs(first)
+    """),
+    md("""
+    **The control socket.** `ipseclab ctl list-sas` on gw1 lists what exists: no IKE SA,
+    no child SA.
+    """),
+    code("""
+    print(first["ctl"])
+    """),
+    md("""
+    **The capture.** IKE_SA_INIT is not encrypted, so no key log is needed. gw2 answered
+    gw1's request with nothing but a notify: **NO_PROPOSAL_CHOSEN** (type 14, RFC 7296
+    §3.10.1), "none of your proposals is acceptable to me" (§2.7). A responder sends it
+    instead of SA, KE and Nr; the IKE SA dies before it was born.
+    """),
+    code("""
+    from ipseclab.ike.sa_payload import SecurityAssociation as SaPayload
+
+    show_ike(first)
+    request = next(f for f in first["frames"] if f.exchange == "IKE_SA_INIT" and not f.response)
+    offer = request.ike.message.find(SaPayload).proposals[0]
+    print("\\ngw1's proposal, transform by transform (RFC 7296 §3.3.2):")
+    for t in offer.transforms:
+        print(f"  {getattr(t.transform_type, 'name', t.transform_type):6}"
+              f" {getattr(t.transform_id, 'name', t.transform_id)}")
+    """),
+    md("""
+    ## Your turn 1: fix the proposals
+
+    gw1 offers `aes128gcm16-prfsha256-x25519`; gw2 was changed to
+    `aes256-sha256-modp2048`. The two share no algorithm for encryption, PRF or DH group.
+    Write the `proposals` line gw2 should have, so that both ends agree with the rest of
+    the site's gateways.
+    """),
+    code("""
+    my_gw2_proposals = "aes128gcm16-prfsha256-x25519"  # your answer
+    """),
+    code("""
+    GW2_STEP1 = GW2_BROKEN.replace("aes256-sha256-modp2048", my_gw2_proposals)
+    second = attempt(GW2_STEP1)
+    assert any(f.exchange == "IKE_AUTH" for f in second["frames"]), \\
+        "still no IKE_AUTH: the proposals do not match yet"
+    print("IKE_SA_INIT now succeeds")
+    """),
+    md("""
+    ## Attempt 2: one step further, still no ping
+
+    The proposals match now, and yet the ping fails. Same three sources.
+    """),
+    code("""
+    show_logs(second)
+    print()
+    print(second["ctl"])
+    """),
+    md("""
+    The IKE SA is ESTABLISHED: the PSK and the identities are right, IKE_AUTH succeeded.
+    But it has no child SA. In IKEv2 the first child SA is created inside IKE_AUTH (§1.2);
+    if only the child part fails, the IKE SA stays up and the responder puts an error
+    notify into its IKE_AUTH response (§1.2, §2.21.2). That response is encrypted: an
+    observer cannot read the reason, but with the key log that gw1 wrote for the IKE SA we
+    can.
+    """),
+    code("""
+    show_ike(second)
+    auth_request = next(f for f in second["frames"]
+                        if f.exchange == "IKE_AUTH" and not f.response)
+    print()
+    for p in auth_request.ike.inner_payloads:
+        if type(p).__name__ in ("TSi", "TSr"):
+            ranges = ", ".join(f"{ts.start_address} - {ts.end_address}" for ts in p.selectors)
+            print(f"gw1 proposes {type(p).__name__}: {ranges}")
+    """),
+    md("""
+    **TS_UNACCEPTABLE** (type 38): the traffic selectors gw1 proposed (§2.9), TSi =
+    10.1.0.0/24 (its side) and TSr = 10.2.0.0/24 (gw2's side), do not fit gw2's policy.
+    gw2 narrows the initiator's selectors to the intersection with its own (§2.9); with
+    gw2's `remote_ts = 10.1.1.0/24`, a typo, the intersection is empty.
+
+    ## Your turn 2: fix the traffic selectors
+
+    What must gw2's `remote_ts` be?
+    """),
+    code("""
+    my_gw2_remote_ts = "10.1.0.0/24"  # your answer
+    """),
+    md("""
+    ## The check: a working tunnel
+
+    Both fixes together; the ping must pass, over ESP, and every packet must decrypt with
+    the key log.
+    """),
+    code("""
+    GW2_FIXED = GW2_STEP1.replace("remote_ts = 10.1.1.0/24", f"remote_ts = {my_gw2_remote_ts}")
+    fixed = attempt(GW2_FIXED)
+    show_ike(fixed)
+    esp = [f for f in fixed["frames"] if f.proto == "esp"]
+    assert fixed["ping"].received == fixed["ping"].sent, "the tunnel still does not pass ping"
+    assert esp and all(f.status == "ok" for f in esp)
+    print(f"fixed: {fixed['ping']}, {len(esp)} ESP packets on the WAN, all decrypted")
+    print(fixed["ctl"])
+    """),
+    md("""
+    ## Summary
+
+    * Diagnose from the outside in: the logs say *what* failed, `ctl list-sas` shows *how
+      far* the tunnel got (nothing, an IKE SA without child, or both), the capture proves
+      what the peers actually said.
+    * NO_PROPOSAL_CHOSEN in IKE_SA_INIT (RFC 7296 §2.7, §3.10.1) means no common algorithm:
+      compare the proposals; it is readable without keys.
+    * TS_UNACCEPTABLE in the IKE_AUTH response (§2.9) means the IKE SA is fine but the
+      traffic selectors do not intersect: compare `local_ts`/`remote_ts` on both sides. It
+      is encrypted; the key log reads it.
+    * A wrong PSK would end the same way as a proposal mismatch, but one exchange later:
+      AUTHENTICATION_FAILED (§2.21.2), inside SK, and with no IKE SA there is no key log
+      entry; the responder's log is then the witness.
+    * Fix one fault at a time and test after each: the second fault hid behind the first.
+    """),
+]
+
 NOTEBOOKS = {
     "01-esp-by-hand.ipynb": NB01,
     "02-transport-vs-tunnel.ipynb": NB02,
     "03-ah-vs-esp.ipynb": NB03,
     "04-anti-replay.ipynb": NB04,
     "05-ikev2-handshake.ipynb": NB05,
+    "06-rekey-dpd-nat.ipynb": NB06,
+    "07-interop.ipynb": NB07,
+    "09-capstone.ipynb": NB09,
 }
+# whole lessons in Mininet: tests without root skip them
+ROOT_ONLY = {"06-rekey-dpd-nat.ipynb", "07-interop.ipynb", "09-capstone.ipynb"}
 
 
 def build(directory: Path = HERE) -> list[Path]:
@@ -1214,6 +2232,8 @@ def build(directory: Path = HERE) -> list[Path]:
         nb = new_notebook(cells=cells, metadata={
             "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
             "language_info": {"name": "python"}})
+        if name in ROOT_ONLY:
+            nb.metadata["ipseclab"] = {"needs_root": True}
         for i, cell in enumerate(nb.cells):
             cell["id"] = f"cell-{i:02d}"  # stable ids keep rebuilt notebooks diff-free
         path = directory / name
