@@ -84,13 +84,13 @@ def ciphertext_blocks(packets: list[bytes], block: int, icv: int,
 
 def plot_collision_probability(path: str | Path | None = None, max_log2_bytes: int = 72):
     """P(collision) against bytes under one SA, 64-bit and 128-bit blocks; the figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure of its own, without pyplot: no backend is switched, no window opened, and a
+    # notebook shows it with display(fig).
+    from matplotlib.figure import Figure
 
     xs = [2 ** (e / 4) for e in range(20 * 4, max_log2_bytes * 4 + 1)]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for bits, label in ((64, "3DES, Blowfish (64-bit blocks)"), (128, "AES (128-bit blocks)")):
         ax.plot(xs, [collision_probability(x, bits) for x in xs], label=label)
     ax.set_xscale("log", base=2)

@@ -99,12 +99,12 @@ def run(lab: Any = None, config: str = WEAK, workdir: Path | None = None,
 
 def plot_sizes(series: dict[str, list[tuple[int, int]]], path: str | Path | None = None):
     """ESP length against message length, one line per configuration; returns the figure."""
-    import matplotlib
+    # A Figure of its own, without pyplot: no backend is switched, no window opened, and a
+    # notebook shows it with display(fig).
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for label, points in series.items():
         ax.plot([m for m, _ in points], [w for _, w in points], marker="o", label=label)
     ax.set_xlabel("message length (bytes)")

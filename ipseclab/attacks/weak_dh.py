@@ -130,13 +130,13 @@ def estimates(toy_seconds: float, toy_bits: int = 40) -> dict[str, dict[str, flo
 
 def cost_plot(path: Path | str, toy_seconds: float) -> Path:
     """A log-scale plot of the measured toy solve and the extrapolations (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure of its own, without pyplot: no backend is switched, no window opened, and a
+    # notebook shows it with display(fig).
+    from matplotlib.figure import Figure
 
     est = estimates(toy_seconds)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     bits = list(range(40, 2049, 8))
     per_step = toy_seconds / math.sqrt(2 ** 39)
     ax.plot(bits, [math.log10(per_step * 2 ** ((b - 1) / 2)) for b in bits],
@@ -162,7 +162,6 @@ def cost_plot(path: Path | str, toy_seconds: float) -> Path:
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
