@@ -10,7 +10,7 @@ APT_PACKAGES=(python3 python3-venv python3-pip iproute2 iptables tcpdump tshark 
               strongswan-pki openssl)
 VENV=.venv
 STAMP=$VENV/.ipseclab-setup
-EXTRAS=${IPSECLAB_EXTRAS:-dev}
+EXTRAS=${IPSECLAB_EXTRAS:-dev,notebooks}
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
