@@ -41,6 +41,6 @@ def frame_line(frame: DecodedFrame) -> str:
             head += f"  ({frame.detail})"
     elif frame.inner_bytes is not None:
         head += f"  [{frame.mode}] {packet_summary(frame.inner_bytes)}"
-    elif frame.detail and frame.status != "ok":
+    elif frame.detail and (frame.status != "ok" or frame.src is None):
         head += f"  ({frame.detail})"
     return head
