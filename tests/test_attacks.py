@@ -137,6 +137,52 @@ def test_bitflip_is_an_icv_failure_with_integrity() -> None:
     assert inn.counters.auth_failed == 1
 
 
+def _transport_udp(data: bytes, sport: int, dport: int) -> bytes:
+    """gw1 -> gw2 UDP with a real checksum (RFC 768: over the pseudo-header too)."""
+    src, dst = ip.as_address("192.0.2.1"), ip.as_address("198.51.100.2")
+    length = 8 + len(data)
+    pseudo = src.packed + dst.packed + b"\0\x11" + length.to_bytes(2, "big")
+    head = sport.to_bytes(2, "big") + dport.to_bytes(2, "big") + length.to_bytes(2, "big")
+    check = inet.checksum(pseudo + head + b"\0\0" + data)
+    return ip.ip_header(src, dst, 17, length) + head + check.to_bytes(2, "big") + data
+
+
+def _udp_checksum_ok(packet: bytes) -> bool:
+    length = int.from_bytes(packet[24:26], "big")
+    pseudo = packet[12:20] + b"\0\x11" + length.to_bytes(2, "big")
+    return inet.ones_sum(pseudo + packet[20:20 + length]) == 0xFFFF
+
+
+@pytest.mark.parametrize("integrity", [None, "sha256"])
+def test_field_flip_changes_the_amount_and_keeps_the_udp_checksum(integrity) -> None:
+    enc = transforms.encryption("aes128")
+    integ = transforms.integrity(integrity) if integrity else None
+    args = dict(spi=0x7001, src="192.0.2.1", dst="198.51.100.2", mode="transport",
+                encryption=enc, encryption_key=os.urandom(16), integrity=integ,
+                integrity_key=os.urandom(32) if integ else b"", insecure=integ is None)
+    out, inn = SecurityAssociation(**args), SecurityAssociation(**args)
+    message = bitflip.FIELD_MESSAGE
+    packet = _transport_udp(message, bitflip.FIELD_SPORT, bitflip.FIELD_PORT)
+    assert _udp_checksum_ok(packet)
+    flip = bitflip.plan_field(message, bitflip.FIELD_OLD, bitflip.FIELD_NEW,
+                              bitflip.FIELD_SPORT, bitflip.FIELD_PORT)
+    assert inet.xor(flip.known, flip.wanted)[6:8] == b"\0\0"  # the checksum is not touched
+    result = esp.decapsulate(inn, bitflip.forge(esp.encapsulate(out, packet), flip))
+    if integrity:
+        assert result.status is Status.AUTH_FAILED and inn.counters.auth_failed == 1
+        return
+    assert result.status is Status.OK
+    inner = result.inner
+    assert inner[28:] == message.replace(b"PAY 0100", b"PAY 9100")
+    assert int.from_bytes(inner[20:22], "big") == flip.source_port != bitflip.FIELD_SPORT
+    assert _udp_checksum_ok(inner)  # the receiver's kernel accepts it
+
+
+def test_plan_field_refuses_a_field_outside_the_first_block() -> None:
+    with pytest.raises(ValueError):
+        bitflip.plan_field(b"PAY 0100 EUR", b"EUR", b"USD", 1, 2)
+
+
 def test_gcm_nonce_reuse_in_the_core_recovers_h_and_forges() -> None:
     enc = transforms.encryption("aes128gcm16")
     key = os.urandom(20)
@@ -210,9 +256,16 @@ def test_bitflip(tmp_path) -> None:
     weak = bitflip.run(None, "weak", tmp_path / "weak")
     assert weak.succeeded, weak.report()
     assert bitflip.SECRET.decode() in weak.details["leaked"][0]
+    # transport mode: gw2's service acted on the changed amount
+    field = weak.details["field"]
+    assert field["received"] == ["PAY 9100 EUR to acct 0815 ref 7731"]
+    assert field["source_ports"] == [field["compensating_source_port"]]
     fixed = bitflip.run(None, "recommended", tmp_path / "recommended")
     assert not fixed.succeeded and fixed.details["leaked"] == []
-    assert sum(c["auth_failed"] for c in fixed.counters.values()) == 1
+    assert fixed.details["field"]["received"] == [] and fixed.details["field"]["held"] == 1
+    # one ICV failure on each of gw2's inbound SAs: the tunnel's and the transport one
+    failed = {k.split()[2]: c["auth_failed"] for k, c in fixed.counters.items()}
+    assert failed == {"0x00005001": 1, "0x00007001": 1}
 
 
 @pytest.mark.root
@@ -249,8 +302,13 @@ def test_traffic_analysis(tmp_path) -> None:
 
     weak = traffic_analysis.run(None, "weak", tmp_path / "weak")
     assert weak.succeeded, weak.report()
-    assert weak.details["endpoints"]["transport"]["outer_src"] == "10.1.0.10"
-    assert weak.details["endpoints"]["tunnel"]["outer_src"] == "192.0.2.1"
+    # from mallory's own captures of the two modes on the lab, not from the core
+    transport, tunnel = (weak.details["endpoints"][m] for m in ("transport", "tunnel"))
+    assert transport["source"] == tunnel["source"] == "capture"
+    assert (transport["outer_src"], transport["outer_dst"]) == ("10.1.0.10", "10.2.0.10")
+    assert (tunnel["outer_src"], tunnel["outer_dst"]) == ("192.0.2.1", "198.51.100.2")
+    assert transport["protocol"] == tunnel["protocol"] == "50"
+    assert int(tunnel["length"]) - int(transport["length"]) == 20  # the inner IPv4 header
     fixed = traffic_analysis.run(None, "recommended", tmp_path / "recommended")
     assert not fixed.succeeded
     assert len({w for _, w in fixed.details["points"]}) == 1

@@ -1,6 +1,6 @@
-"""The IKE half of the attack library: the discrete-log solver and the PSK search without
-root, the in-memory attacks (unchecked-dh, downgrade) without root, and weak-psk and
-weak-dh for real on the lab (root)."""
+"""The IKE half of the attack library: the discrete-log solver, the PSK search and the
+rewrite functions (between two engines in memory) without root; all four IKE attacks for
+real on the lab (root), mallory rewriting IKE in flight for unchecked-dh and downgrade."""
 
 from __future__ import annotations
 
@@ -9,11 +9,29 @@ import random
 
 import pytest
 
-from ipseclab.attacks import ATTACKS, dlog, downgrade, unchecked_dh, weak_dh, weak_psk
+from ipseclab.attacks import (
+    ATTACKS,
+    dlog,
+    downgrade,
+    ike_relay,
+    unchecked_dh,
+    weak_dh,
+    weak_psk,
+)
 from ipseclab.attacks.common import config_dir
+from ipseclab.attacks.ike_common import (
+    SaInit,
+    auth_exchange,
+    engine_pair,
+    open_sk,
+    run_pair,
+    sa_keys,
+)
 from ipseclab.crypto import dh
 from ipseclab.crypto.prf import prf as prf_by_name
-from ipseclab.ike import negotiation
+from ipseclab.ike import events, negotiation
+from ipseclab.ike.constants import NotifyType
+from ipseclab.ike.payloads import IDi
 
 # --- discrete logarithms ------------------------------------------------------------------------
 
@@ -115,21 +133,39 @@ def test_search_fails_for_a_random_psk() -> None:
     assert found is None and tried == len(words)
 
 
-# --- in-memory attacks (the engines, no root) -----------------------------------------------------
+# --- the rewrite functions, between two engines in memory (no root) ------------------------------
 
 
-def test_unchecked_dh_weak_gives_the_attacker_the_keys() -> None:
-    result = unchecked_dh.run(None, "weak")
-    assert result.succeeded
-    assert result.details["g_ir"] == 1 and result.details["identity"] == "gw1.lab.example"
-    assert "Authentication" in result.details["inner"]
+def test_key_share_1_gives_the_attacker_the_keys_of_unchecked_engines() -> None:
+    engines = engine_pair(unchecked_dh.NAME, "weak")
+    with unchecked_dh.unchecked():
+        wire = run_pair(engines, unchecked_dh.replace_key_share(1))
+    messages = [m for _, m in wire.messages]
+    init = SaInit.from_messages(messages)
+    assert init is not None and init.ke_i.data == (1).to_bytes(256, "big")
+    request, _ = auth_exchange(messages, init)
+    _, inner = open_sk(request, init, sa_keys(init, (1).to_bytes(256, "big")))
+    assert any(isinstance(p, IDi) and p.data == b"gw1.lab.example" for p in inner)
 
 
-def test_unchecked_dh_recommended_refuses_the_share() -> None:
-    result = unchecked_dh.run(None, "recommended")
-    assert not result.succeeded
-    assert result.counters["events"]["gw2_ike_sas"] == 0
-    assert any("INVALID_SYNTAX" in f for f in result.details["failures"])
+def test_key_share_1_is_refused_by_checking_engines() -> None:
+    engines = engine_pair(unchecked_dh.NAME, "recommended")
+    wire = run_pair(engines, unchecked_dh.replace_key_share(1))
+    assert not engines["gw2"].ike_sas
+    assert any(isinstance(e, events.NegotiationFailed) and e.notify == NotifyType.INVALID_SYNTAX
+               for e in wire.events["gw1"])
+
+
+def test_strip_and_forge_between_engines() -> None:
+    stripped = run_pair(engine_pair(downgrade.NAME, "weak"), downgrade.strip_first_proposal)
+    assert any(isinstance(e, events.AuthenticationFailed) for e in stripped.events["gw2"])
+    weak_id = dh.dh_group(downgrade.WEAK_GROUP).iana_id
+    forged = run_pair(engine_pair(downgrade.NAME, "weak"), downgrade.forge_invalid_ke(weak_id))
+    up = [e.proposal for e in forged.events["gw2"] if isinstance(e, events.IkeSaEstablished)]
+    assert up == ["aes128-sha1-prfsha1-modp1024"]
+    strong = run_pair(engine_pair(downgrade.NAME, "recommended"),
+                      downgrade.forge_invalid_ke(weak_id))
+    assert not any(isinstance(e, events.IkeSaEstablished) for e in strong.events["gw1"])
 
 
 def test_unchecked_context_restores_the_checks() -> None:
@@ -141,20 +177,32 @@ def test_unchecked_context_restores_the_checks() -> None:
         key.exchange((1).to_bytes(256, "big"))
 
 
-def test_downgrade_weak_ends_in_the_weak_group_and_strip_fails_auth() -> None:
-    result = downgrade.run(None, "weak")
-    assert result.succeeded
-    assert result.details["forged_invalid_ke"]["established"] == ["aes128-sha1-prfsha1-modp1024"]
-    assert result.details["strip"]["established"] == []
-    assert result.counters["events"]["auth_failed"] >= 1
+# --- mallory's relay (no root: its packet arithmetic and its rewrite names) ---------------------
 
 
-def test_downgrade_recommended_has_nothing_weak_to_fall_to() -> None:
-    result = downgrade.run(None, "recommended")
-    assert not result.succeeded
-    assert result.details["forged_invalid_ke"]["established"] == []
-    assert any("INVALID_KE_PAYLOAD" in f for f in result.details["forged_invalid_ke"]["failures"])
-    assert any("AUTHENTICATION_FAILED" in f for f in result.details["strip"]["failures"])
+def test_relay_packets_carry_valid_ip_and_udp_checksums() -> None:
+    from scapy.layers.inet import IP, UDP
+
+    data = os.urandom(77)
+    packet = ike_relay.udp_ipv4("192.0.2.1", "198.51.100.2", 500, 500, data, 63)
+    parsed = IP(packet)
+    assert parsed.src == "192.0.2.1" and parsed.dst == "198.51.100.2" and parsed.ttl == 63
+    assert bytes(parsed[UDP].payload) == data
+    rebuilt = IP(packet)
+    del rebuilt.chksum
+    del rebuilt[UDP].chksum
+    again = IP(bytes(rebuilt))
+    assert again.chksum == parsed.chksum and again[UDP].chksum == parsed[UDP].chksum
+
+
+def test_relay_loads_rewrites_by_name_only_from_the_attack_library() -> None:
+    assert ike_relay.load_rewrite("downgrade:strip_first_proposal") is \
+        downgrade.strip_first_proposal
+    tamper = ike_relay.load_rewrite("unchecked_dh:replace_key_share:1")
+    assert callable(tamper)
+    for bad in ("os:system", "downgrade", "../x:y", "downgrade:strip_first_proposal:x"):
+        with pytest.raises((ValueError, ImportError, AttributeError)):
+            ike_relay.load_rewrite(bad)
 
 
 def test_all_ten_attacks_are_registered() -> None:
@@ -190,3 +238,38 @@ def test_weak_dh_on_the_lab(tmp_path) -> None:
     strong = weak_dh.run(None, "recommended", workdir=tmp_path / "recommended")
     assert not strong.succeeded and strong.details["group"] == "curve25519"
     assert strong.details["delivered"] == 1
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_unchecked_dh_on_the_lab(tmp_path) -> None:
+    weak = unchecked_dh.run(None, "weak", workdir=tmp_path / "weak")
+    assert weak.succeeded, weak.report()
+    assert weak.details["g_ir"] == 1 and weak.details["identity"] == "gw1.lab.example"
+    assert "Authentication" in weak.details["inner"]
+    assert weak.details["auth_failed"] == ["gw1", "gw2"], weak.details  # AUTH signs the real KE
+    # the broken peers are gateway processes, started through the attack module
+    log = (tmp_path / "weak" / "gw2" / "gateway.log").read_text()
+    assert "RFC 6989" in log and "attack lab only" in log
+    strong = unchecked_dh.run(None, "recommended", workdir=tmp_path / "recommended")
+    assert not strong.succeeded
+    assert strong.details["refused"] == ["INVALID_SYNTAX"]  # gw2's answer, seen on the wire
+    assert strong.counters["gw2 ctl"]["ike_sas"] == 0 and strong.counters["gw2 ctl"]["ike_in"]
+    assert any("INVALID_SYNTAX" in f for f in strong.details["failures"])
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_downgrade_on_the_lab(tmp_path) -> None:
+    weak = downgrade.run(None, "weak", workdir=tmp_path / "weak")
+    assert weak.succeeded, weak.report()
+    assert weak.details["forged_invalid_ke"]["established"] == ["aes128-sha1-prfsha1-modp1024"]
+    assert len(weak.details["forged_invalid_ke"]["weak_sas"]) == 2  # gw1 and gw2 agree
+    assert weak.details["strip"]["established"] == [] and weak.details["strip"]["rewritten"]
+    assert {f.split(":")[0] for f in weak.details["strip"]["failures"]} == {"gw1", "gw2"}
+    strong = downgrade.run(None, "recommended", workdir=tmp_path / "recommended")
+    assert not strong.succeeded
+    assert strong.details["forged_invalid_ke"]["established"] == []
+    assert strong.details["forged_invalid_ke"]["forged"] == 1
+    assert any("notify 17" in f for f in strong.details["forged_invalid_ke"]["failures"])
+    assert strong.counters["gw1/gw2 logs and ctl"]["auth_failed"] >= 2

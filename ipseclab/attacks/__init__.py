@@ -7,8 +7,10 @@ Every attack is a module with ``WEAK`` and ``RECOMMENDED`` (names of configurati
 reports what it learned or forged and the gateway counters that explain a failure.
 
 The IKE attacks (weak PSK, weak DH, unchecked DH values, downgrade) run IKEv2 gateways
-(``*.swanctl.conf`` configurations, :mod:`ipseclab.attacks.ike_common`) or, where the
-attacker must rewrite IKE messages in flight, two IKE engines joined in memory.
+(``*.swanctl.conf`` configurations, :mod:`ipseclab.attacks.ike_common`); where the attacker
+rewrites IKE messages in flight (unchecked DH, downgrade), mallory's relay
+(:mod:`ipseclab.attacks.ike_relay`) diverts the IKE datagrams between the gateways inside
+mallory's namespace and sends them on rewritten, with the original addresses.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class AttackInfo:
 ATTACKS: dict[str, AttackInfo] = {a.name: a for a in (
     AttackInfo("esp-null", "integrity-only ESP-NULL or AH: mallory reads the payload",
                "ipseclab.attacks.esp_null"),
-    AttackInfo("bitflip", "ESP-CBC without integrity: an IV flip makes h2 leak the plaintext",
+    AttackInfo("bitflip", "ESP-CBC without integrity: IV flips leak a secret, raise an amount",
                "ipseclab.attacks.bitflip"),
     AttackInfo("replay", "replay-window 0: a recorded command is carried out again",
                "ipseclab.attacks.replay"),
@@ -49,7 +51,7 @@ ATTACKS: dict[str, AttackInfo] = {a.name: a for a in (
                "ipseclab.attacks.unchecked_dh"),
     AttackInfo("downgrade", "stripped proposals fail AUTH; a forged INVALID_KE still downgrades",
                "ipseclab.attacks.downgrade"),
-    AttackInfo("traffic-analysis", "lengths and endpoints without TFC padding",
+    AttackInfo("traffic-analysis", "lengths without TFC padding; transport vs tunnel endpoints",
                "ipseclab.attacks.traffic_analysis"),
     AttackInfo("sweet32", "64-bit blocks (3DES): the birthday bound under one SA",
                "ipseclab.attacks.sweet32"),

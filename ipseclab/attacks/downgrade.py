@@ -18,9 +18,13 @@ Two attempts, both by mallory rewriting the wire between gw1 and gw2 (RFC 7296):
 The lesson: AUTH protects what the peers *said*, not what they *would accept*; configure
 only proposals you are content to end up with.
 
-This attack runs the lab's two IKE engines (the same code the gateways run) joined in
-memory with the attacker's rewriting function between them: it targets only the lab's own
-configurations, and sends nothing on any network.
+It runs for real on the ``on-path-attacker`` topology: gw1 and gw2 are ``impl: ipseclab``
+IKEv2 gateways; mallory's relay (:mod:`ipseclab.attacks.ike_relay`) diverts the IKE
+datagrams between them inside mallory's namespace and rewrites them in flight with
+:func:`strip_first_proposal` and :func:`forge_invalid_ke`. The evidence comes from the
+gateways themselves: their logs (authentication failed, refused group), ``ctl
+list-ike-sas`` (the proposal of an IKE SA that came up) and ``ctl stats``. The attack
+targets only the lab's own hosts inside the topology's namespaces.
 """
 
 from __future__ import annotations
@@ -29,10 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from ipseclab.attacks.common import AttackResult, check_config
-from ipseclab.attacks.ike_common import engine_pair, run_pair
+from ipseclab.attacks.ike_common import Attempt, ike_lab, relay_attempt
 from ipseclab.crypto import dh
-from ipseclab.ike import events
-from ipseclab.ike.constants import ExchangeType, HeaderFlag, NotifyType
+from ipseclab.ike.constants import ExchangeType, HeaderFlag
 from ipseclab.ike.message import Message, parse_message
 from ipseclab.ike.payloads import KeyExchange, Notify, SecurityAssociation
 
@@ -76,50 +79,64 @@ def forge_invalid_ke(group: int) -> Any:
     return tamper
 
 
-def _established(events_: list) -> list[events.IkeSaEstablished]:
-    return [e for e in events_ if isinstance(e, events.IkeSaEstablished)]
+def _outcome(lines: dict[str, list[str]]) -> bool:
+    """gw1 has its answer: an IKE SA, or a failure (its own or its peer's)."""
+    return any("established" in ln or "failed" in ln for ln in lines.get("gw1", []))
 
 
-def _failures(events_: dict[str, list]) -> list[str]:
-    out = []
-    for node, evs in events_.items():
-        for e in evs:
-            if isinstance(e, events.AuthenticationFailed):
-                out.append(f"{node}: AUTHENTICATION_FAILED ({'peer' if e.by_peer else 'own'}"
-                           f" check{': ' + e.reason if e.reason else ''})")
-            elif isinstance(e, events.NegotiationFailed):
-                out.append(f"{node}: {NotifyType(e.notify).name}: {e.reason}")
-    return out
+def _weak_sas(attempt: Attempt) -> list[str]:
+    return [f"{node}: {sa['name']} {sa.get('proposal')}" for node, sas in attempt.ike_sas.items()
+            for sa in sas if WEAK_GROUP in str(sa.get("proposal", ""))]
 
 
 def run(lab: Any = None, config: str = WEAK, workdir: Path | None = None) -> AttackResult:
     """Both attempts against the configuration; succeeded = an IKE SA in the weak group."""
     check_config(config)
+    if lab is None:
+        with ike_lab(NAME, config, workdir) as fresh:
+            return _attack(fresh, config)
+    return _attack(lab, config)
+
+
+def _attack(lab: Any, config: str) -> AttackResult:
     weak_id = dh.dh_group(WEAK_GROUP).iana_id
-    stripped = run_pair(engine_pair(NAME, config), strip_first_proposal)
-    forged = run_pair(engine_pair(NAME, config), forge_invalid_ke(weak_id))
-    strip_up = _established(stripped.events["gw2"])
-    forged_up = _established(forged.events["gw1"]) + _established(forged.events["gw2"])
-    downgraded = [e for e in forged_up if WEAK_GROUP in e.proposal]
+    stripped = relay_attempt(lab, "downgrade:strip_first_proposal", _outcome)
+    for node in ("gw1", "gw2"):  # a fresh start for the second attempt
+        lab.restart_gateway(node)
+    forged = relay_attempt(lab, f"downgrade:forge_invalid_ke:{weak_id}", _outcome)
+    auth_failed = stripped.lines("authentication failed:")
+    strip_up = [f"{n}: {sa.get('proposal')}" for n, sas in stripped.ike_sas.items()
+                for sa in sas if sa.get("proposal")]
+    downgraded = _weak_sas(forged)
+    forged_replies = sum(len(d["replied"]) for d in forged.datagrams)
     details = {
-        "strip": {"established": [e.proposal for e in strip_up],
-                  "failures": _failures(stripped.events)},
-        "forged_invalid_ke": {"established": sorted({e.proposal for e in forged_up}),
-                              "failures": _failures(forged.events)},
+        "strip": {"established": strip_up, "failures": auth_failed,
+                  "rewritten": sum(d["sent"] != [d["received"]] for d in stripped.datagrams)},
+        "forged_invalid_ke": {"established": sorted({sa.get("proposal") for sas in
+                                                     forged.ike_sas.values() for sa in sas
+                                                     if sa.get("proposal")}),
+                              "weak_sas": downgraded, "forged": forged_replies,
+                              "failures": forged.lines("failed:")},
     }
-    strip_text = ("stripping gw1's first proposal: " +
-                  ("; ".join(details["strip"]["failures"]) or "no failure?")
-                  + " (AUTH signs the request as gw1 sent it)")
+    strip_text = ("stripping gw1's first proposal (mallory rewrote"
+                  f" {details['strip']['rewritten']} IKE_SA_INIT request(s) in flight): "
+                  + ("; ".join(auth_failed) or "no failure logged?")
+                  + " (AUTH signs the request as gw1 sent it, RFC 7296 §2.15)")
     if downgraded:
-        forge_text = (f"forged INVALID_KE_PAYLOAD({WEAK_GROUP}): gw1 retried, gw2 chose the"
-                      f" weak proposal, the IKE SA is up with {downgraded[0].proposal}:"
-                      " the unauthenticated notify downgraded it")
+        forge_text = (f"forged INVALID_KE_PAYLOAD({WEAK_GROUP}) from gw2's address: gw1 retried"
+                      f" in {WEAK_GROUP}, gw2 chose the weak proposal and AUTH verified;"
+                      f" ctl list-ike-sas: {'; '.join(downgraded)}: the unauthenticated notify"
+                      " downgraded the IKE SA")
     else:
-        forge_text = (f"forged INVALID_KE_PAYLOAD({WEAK_GROUP}): "
-                      + ("; ".join(details["forged_invalid_ke"]["failures"])
-                         or "ignored") + "; no IKE SA in a weak group")
-    counters = {"events": {"auth_failed": sum("AUTHENTICATION_FAILED" in f for f in
-                                              details["strip"]["failures"]),
-                           "downgraded_sas": len(downgraded)}}
+        forge_text = (f"forged INVALID_KE_PAYLOAD({WEAK_GROUP}) from gw2's address"
+                      f" ({forged_replies} sent): "
+                      + ("; ".join(details["forged_invalid_ke"]["failures"]) or "ignored")
+                      + f"; no IKE SA in {WEAK_GROUP}"
+                      f" (ctl list-ike-sas: gw1 {len(forged.ike_sas['gw1'])},"
+                      f" gw2 {len(forged.ike_sas['gw2'])} IKE SAs)")
+    counters = {"gw1/gw2 logs and ctl": {
+        "auth_failed": len(auth_failed), "strip_ike_sas": len(strip_up),
+        "downgraded_sas": len(downgraded),
+        "gw2_ike_in": forged.stats["gw2"].get("ike_in", 0)}}
     return AttackResult(NAME, config, bool(downgraded), strip_text + "\n" + forge_text,
                         details=details, counters=counters)

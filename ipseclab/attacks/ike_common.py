@@ -9,11 +9,18 @@ responder (weak-psk) computes everything else the way the peers do (RFC 7296):
 * the SK payload of IKE_AUTH opened with SK_ei/SK_er (§3.14),
 * KEYMAT = prf+(SK_d, Ni | Nr) for the first child SA, cut as §2.17 says, and with it the
   ESP traffic of that child SA.
+
+An attacker who rewrites IKE in flight (unchecked-dh, downgrade) uses :func:`relay_attempt`:
+mallory's relay (:mod:`ipseclab.attacks.ike_relay`) applies a rewrite function of the attack
+module to the datagrams between the lab's gateways while gw1 initiates, and the gateways'
+logs and control sockets say what came of it. :func:`run_pair` runs the same rewrite
+functions between two IKE engines in memory: the tests' cheap check without root.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +40,11 @@ from ipseclab.ipsec import esp
 from ipseclab.ipsec.sa import SecurityAssociation as EspSa
 from ipseclab.ipsec.udpencap import NON_ESP_MARKER
 
-__all__ = ["SaInit", "auth_exchange", "child_sas", "decrypt_esp", "ike_lab", "ike_messages",
-           "open_sk", "sa_keys", "swanctl_specs"]
+__all__ = ["Attempt", "SaInit", "auth_exchange", "child_sas", "ctl", "decrypt_esp", "ike_lab",
+           "ike_messages", "open_sk", "register_module_launcher", "relay_attempt", "sa_keys",
+           "swanctl_specs"]
+
+GW1, GW2 = "192.0.2.1", "198.51.100.2"  # the gateways' WAN addresses in on-path-attacker
 
 
 def swanctl_specs(directory: Path, impl: str = "ipseclab") -> dict:
@@ -55,6 +65,35 @@ def ike_lab(attack: str, config: str, workdir: Path | None = None, impl: str = "
     with Lab(TOPOLOGY, workdir=workdir, gateways=swanctl_specs(config_dir(attack, config), impl),
              start_gateways=start_gateways) as lab:
         yield lab
+
+
+def register_module_launcher(impl: str, module: str) -> None:
+    """``impl``: the ipseclab gateway, started as ``python -m MODULE gateway ...``.
+
+    The attack module's ``gateway`` entry point changes something in its own process first
+    (registers a toy group, drops the RFC 6989 checks) and logs a warning: the insecure
+    switch lives in the attack library only, never in the gateway.
+    """
+    from ipseclab.lab.ipseclab_gateway import IpseclabLauncher
+    from ipseclab.lab.network import register_launcher
+
+    class _Node:
+        def __init__(self, node: Any) -> None:
+            self._node = node
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._node, name)
+
+        def popen(self, args: list[str], *rest: Any, **kw: Any) -> Any:
+            args = list(args)
+            args[args.index("-m") + 1] = module
+            return self._node.popen(args, *rest, **kw)
+
+    class ModuleLauncher(IpseclabLauncher):
+        def start(self, node: Any, gateway: Any, workdir: Path) -> Any:
+            return super().start(_Node(node), gateway, workdir)
+
+    register_launcher(impl, ModuleLauncher)
 
 
 def ike_messages(packets: list[str]) -> list[bytes]:
@@ -185,6 +224,83 @@ def decrypt_esp(sa: EspSa, packets: list[str]) -> list[bytes]:
         if result.inner is not None:
             out.append(result.inner)
     return out
+
+
+# --- mallory rewriting IKE between the lab's gateways ---------------------------------------------
+
+
+def ctl(node: str, command: str, **args: Any) -> Any:
+    """One request to the control socket of ``node``'s ipseclab gateway."""
+    from ipseclab.drivers.cli_gateway import request_gateway
+    from ipseclab.errors import IpsecLabError
+    from ipseclab.lab.ipseclab_gateway import control_socket
+
+    path = control_socket(node)
+    if path is None:
+        raise IpsecLabError(f"no ipseclab gateway is running on {node}")
+    return request_gateway(path, {"command": command, **args}, timeout=5.0)
+
+
+@dataclass
+class Attempt:
+    """One IKE exchange through mallory's relay: the wire, and what the gateways say."""
+
+    datagrams: list[dict[str, Any]]  # the relay's record: from, received, sent, replied
+    logs: dict[str, list[str]]  # new warning/info lines of each gateway's log
+    ike_sas: dict[str, list[dict[str, Any]]]  # ctl list-ike-sas of each gateway
+    stats: dict[str, dict[str, Any]]  # ctl stats["ike"] of each gateway
+
+    def delivered(self) -> list[bytes]:
+        """Every IKE message as a gateway received it (after mallory)."""
+        return [bytes.fromhex(h) for d in self.datagrams for h in d["sent"] + d["replied"]]
+
+    def lines(self, *words: str) -> list[str]:
+        """``node: line`` for the log lines holding any of ``words``."""
+        return [f"{node}: {_LOG_PREFIX.sub('', line)}" for node, lines in self.logs.items()
+                for line in lines if any(w in line for w in words)]
+
+
+_LOG_PREFIX = re.compile(r"^[\d-]+ [\d:,]+ \S+ [A-Z]+: ")  # logging's time, logger, level
+
+
+def _log(lab: Any, node: str) -> Path:
+    return Path(lab.workdir) / node / "gateway.log"
+
+
+def relay_attempt(lab: Any, rewrite: str, done: Callable[[dict[str, list[str]]], bool],
+                  seconds: float = 6.0, connection: str = "site") -> Attempt:
+    """gw1 initiates ``connection`` while mallory's relay applies ``rewrite`` (see
+    :mod:`ipseclab.attacks.ike_relay`); ends when ``done(new log lines)`` or after
+    ``seconds``. The relay's iptables rules are gone again when this returns."""
+    import time
+
+    from ipseclab.attacks.common import NodeTool
+
+    nodes = ("gw1", "gw2")
+    offsets = {n: _log(lab, n).stat().st_size if _log(lab, n).exists() else 0 for n in nodes}
+
+    def new_lines() -> dict[str, list[str]]:
+        out = {}
+        for n in nodes:
+            with open(_log(lab, n), "rb") as f:
+                f.seek(offsets[n])
+                out[n] = f.read().decode(errors="replace").splitlines()
+        return out
+
+    tool = NodeTool(lab, "mallory", "ike_relay", GW1, GW2, f"{seconds + 2:g}", rewrite,
+                    timeout=seconds + 5)
+    try:
+        ctl("gw1", "initiate", target=connection)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not done(new_lines()):
+            time.sleep(0.1)
+        time.sleep(0.2)  # the last answer in flight
+        record = tool.finish()
+    finally:
+        tool.stop()
+    return Attempt(record.get("datagrams", []), new_lines(),
+                   {n: ctl(n, "list-ike-sas") for n in nodes},
+                   {n: ctl(n, "stats").get("ike", {}) for n in nodes})
 
 
 # --- two IKE engines joined in memory, with an attacker on the wire ------------------------------

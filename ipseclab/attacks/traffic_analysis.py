@@ -9,15 +9,22 @@ Traffic Flow Confidentiality padding (RFC 4303 §2.4 and §2.7; ``tfcpad`` in ``
 state``) pads every inner packet of a tunnel-mode SA to a fixed length and removes that
 signal, at the price of bandwidth.
 
-:func:`endpoints` compares the modes with ipseclab's core (no lab needed); :func:`run`
-measures sizes on the lab: h1 sends messages of growing length to h2, mallory records the
-ESP lengths; weak (no TFC padding) leaks the length, recommended (``tfcpad 1024``) does not.
+:func:`run` measures on the lab, from what mallory captures on its WAN interface: h1
+sends messages of growing length to h2 through the gateways' tunnel; weak (no TFC padding)
+leaks the length, recommended (``tfcpad 1024``) does not. Then the same capture in
+transport mode (``traffic-analysis/transport``: h1 and h2 are their own endpoints, the
+gateways only route): the outer header names h1 and h2 themselves, where tunnel mode shows
+only gw1 -> gw2. In both modes the IP protocol mallory sees is 50 (ESP): the upper-layer
+protocol sits in the encrypted Next Header field (§2.6), so it is the endpoints that
+transport mode gives away, and the ports only to whoever can guess them from lengths and
+timing. :func:`endpoints` makes the same comparison with the core alone (no lab);
 :func:`plot_sizes` draws the numbers (matplotlib). The attack targets only the lab's own
 hosts inside the topology's namespaces.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -63,38 +70,78 @@ def endpoints() -> dict[str, dict[str, str]]:
 
 def measure(lab: Any, sizes: tuple[int, ...] = SIZES) -> list[tuple[int, int]]:
     """(message length, ESP packet length on the wire) for each message h1 sends to h2."""
-    sniffer = NodeTool(lab, "mallory", "mallory", "sniff", "eth0", "50", str(len(sizes)), "8",
-                       "--dst", "198.51.100.2")
+    packets = capture(lab, sizes)
+    return list(zip(sizes, (len(p) for p in packets), strict=False))
+
+
+def capture(lab: Any, sizes: tuple[int, ...] = SIZES) -> list[bytes]:
+    """The ESP packets mallory sees on its gw1 side while h1 sends ``sizes`` to h2."""
+    sniffer = NodeTool(lab, "mallory", "mallory", "sniff", "eth0", "50", str(len(sizes)), "8")
     try:
         send_udp(lab, "h1", "h2", PORT, [bytes(n) for n in sizes], gap=0.03)
-        packets = sniffer.result()["packets"]
+        return [bytes.fromhex(p) for p in sniffer.result()["packets"]]
     finally:
         sniffer.stop()
-    return list(zip(sizes, (len(p) // 2 for p in packets), strict=False))
+
+
+def seen(packets: list[bytes], source: str) -> dict[str, str]:
+    """What the outer IPv4 headers of captured packets tell: endpoints and protocol."""
+    if not packets:
+        return {"outer_src": "", "outer_dst": "", "protocol": "", "source": source}
+    pairs = sorted({(str(ipaddress.IPv4Address(p[12:16])), str(ipaddress.IPv4Address(p[16:20])),
+                     p[9]) for p in packets})
+    src, dst, proto = pairs[0]
+    return {"outer_src": src, "outer_dst": dst, "protocol": str(proto),
+            "length": str(len(packets[0])), "packets": str(len(packets)), "source": source}
+
+
+def transport_capture(workdir: Path | None = None) -> dict[str, str]:
+    """h1 -> h2 in transport mode (h1 and h2 their own endpoints): what mallory sees."""
+    with maybe_lab(None, NAME, "transport", workdir) as lab:
+        return seen(capture(lab, (SIZES[0],)), "capture")
 
 
 def run(lab: Any = None, config: str = WEAK, workdir: Path | None = None,
         sizes: tuple[int, ...] = SIZES) -> AttackResult:
-    """Does the ESP length tell mallory the message length?"""
+    """Does the ESP length tell mallory the message length? And the mode the endpoints?
+
+    With ``lab`` given (a running lab of ``config``) the transport-mode side of the
+    comparison comes from the core (:func:`endpoints`), as a second lab cannot run beside it.
+    """
     check_config(config)
+    given = lab is not None
     with maybe_lab(lab, NAME, config, workdir) as lab:
-        points = measure(lab, sizes)
+        packets = capture(lab, sizes)
         settle(0.2)
         counters = sa_counters("gw2")
+    points = list(zip(sizes, (len(p) for p in packets), strict=False))
     lengths = [w for _, w in points]
     distinct = len(set(lengths))
     ok = len(points) == len(sizes) and distinct == len(sizes)
-    modes = endpoints()
+    core = endpoints()
+    modes = {"tunnel": seen(packets, "capture")}
+    if given:
+        modes["transport"] = {**core["transport"], "protocol": "50", "source": "core"}
+    else:
+        modes["transport"] = transport_capture(
+            None if workdir is None else Path(f"{workdir}-transport"))
     table = ", ".join(f"{m}->{w}" for m, w in points)
     evidence = (f"message bytes -> ESP bytes seen by mallory: {table}\n"
                 f"  {distinct} distinct lengths for {len(sizes)} messages: "
                 + ("the length of each message shows through" if ok
                    else "every packet looks the same (TFC padding)")
-                + f"\n  transport mode shows {modes['transport']['outer_src']} ->"
-                f" {modes['transport']['outer_dst']}, tunnel mode only"
-                f" {modes['tunnel']['outer_src']} -> {modes['tunnel']['outer_dst']}")
+                + f"\n  mallory's {modes['transport']['source']} of transport mode shows"
+                f" {modes['transport']['outer_src']} -> {modes['transport']['outer_dst']}"
+                f" (the hosts), protocol {modes['transport']['protocol']},"
+                f" {modes['transport'].get('length', '?')} bytes for the {sizes[0]}-byte"
+                " message (no inner header); its capture of"
+                f" tunnel mode only {modes['tunnel']['outer_src']} ->"
+                f" {modes['tunnel']['outer_dst']} (the gateways), protocol"
+                f" {modes['tunnel']['protocol']}. ESP hides the upper protocol in both"
+                " (Next Header is encrypted, RFC 4303 §2.6)")
     return AttackResult(NAME, config, ok, evidence,
-                        details={"points": points, "endpoints": modes}, counters=counters)
+                        details={"points": points, "endpoints": modes, "endpoints_core": core},
+                        counters=counters)
 
 
 def plot_sizes(series: dict[str, list[tuple[int, int]]], path: str | Path | None = None):
