@@ -9,6 +9,7 @@ executes them all. Each lesson: learning goals, explanations citing the RFC, exe
 from __future__ import annotations
 
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from textwrap import dedent
 
@@ -48,6 +49,21 @@ ROOT_CHECK = root_code("""
                         " JupyterLab as root ('sudo ipseclab lab'). Nothing was started.")
     print("running as root: the lab can start")
     """)
+
+
+def cleanup(directory: str, root: bool = False):
+    """The lesson's last code cell: its temporary directory (``tempfile.mkdtemp``) goes, once
+    everything shown above has been read from it."""
+    return (root_code if root else code)(f"""
+    import shutil
+
+    # Everything above has been read from {directory}: remove the lesson's temporary files
+    # (captures, key logs, configs). To run cells again, run the notebook from the top.
+    shutil.rmtree({directory}, ignore_errors=True)
+    assert not {directory}.exists()
+    print("removed", {directory})
+    """)
+
 
 SETUP = code("""
     %matplotlib inline
@@ -299,6 +315,7 @@ NB01 = [
     assert my_status == result.status, f"the receiver said {result.status}"
     print("correct:", result.status, "-", result.detail)
     """),
+    cleanup("work"),
     md("""
     ## Summary
 
@@ -595,6 +612,7 @@ NB02 = [
     assert measured["tunnel"] - measured["transport"] == 20  # one IPv4 header, nothing else
     print("correct: tunnel mode adds one outer IPv4 header, 20 bytes")
     """),
+    cleanup("lab_dir", root=True),
     md("""
     ## Summary
 
@@ -1374,6 +1392,7 @@ NB05 = [
     assert my_response_status == checked[3].status, f"the decoder said {checked[3].status}"
     print("correct: AES-GCM's tag fails under the wrong key; the other direction has its own")
     """),
+    cleanup("work"),
     md("""
     ## Summary
 
@@ -1520,7 +1539,7 @@ NB06 = [
             time.sleep(2.5)  # quiet: one DPD check on the new IKE SA
         after_ping = ike_sas()
         with lab.capture("wan", lab_dir / "dpd.pcap") as dpd_pcap:
-            lab.node("gw2").handle.kill()  # the process the lab started for gw2
+            lab.kill_gateway("gw2")  # SIGKILL: gw2 crashes and sends no DELETE
             dpd_seconds = wait_until(lambda: not ike_sas(), 15)
         gw1_log = (lab.workdir / "gw1" / "gateway.log").read_text()
         keylog_dir = lab.workdir
@@ -1764,6 +1783,7 @@ NB06 = [
     print("correct: the NAT is in front of rw; gw keeps the NAT's address and port for rw,"
           " and both sides send ESP in UDP 4500")
     """),
+    cleanup("lab_dir"),
     md("""
     ## Summary
 
@@ -1937,6 +1957,7 @@ NB07 = [
     assert esp_from_gw2 and all(f.udp_encap for f in esp_from_gw2) and my_port == 4500
     print("correct: what one side sends on, the other receives on; ESP in UDP 4500")
     """),
+    cleanup("lab_dir"),
     md("""
     ## Summary
 
@@ -1960,7 +1981,8 @@ NB09 = [
     * diagnose a site-to-site tunnel that does not come up, from three sources: the
       gateways' logs, `ipseclab ctl list-sas`, and the decoded capture of the WAN;
     * read the error notifies of IKEv2 (RFC 7296 §3.10.1): NO_PROPOSAL_CHOSEN in the clear
-      in IKE_SA_INIT, TS_UNACCEPTABLE inside the encrypted IKE_AUTH response;
+      in IKE_SA_INIT, TS_UNACCEPTABLE and AUTHENTICATION_FAILED inside the encrypted
+      IKE_AUTH response, opened with the key log the gateways write after IKE_SA_INIT;
     * fix the configuration one fault at a time and prove the fix with a ping.
 
     This lesson runs the site-to-site topology in Mininet with ipseclab on both gateways:
@@ -2195,6 +2217,60 @@ NB09 = [
     print(fixed["ctl"])
     """),
     md("""
+    ## A third fault: the pre-shared key
+
+    A month later the ticket is back: someone "rotated" the PSK in gw2's `secrets` section
+    and forgot gw1. Proposals and selectors are right this time.
+    """),
+    code("""
+    GW2_ROTATED = GW2_FIXED.replace('secret = "capstone lab secret"',
+                                    'secret = "capstone lab secret 2025"')
+    third = attempt(GW2_ROTATED)
+    show_logs(third)
+    print()
+    print(third["ctl"])
+    """),
+    md("""
+    The logs name the failed check: gw2, the responder, computed the AUTH value gw1 should
+    have sent, prf(prf(PSK, "Key Pad for IKEv2"), <InitiatorSignedOctets>) (RFC 7296
+    §2.15), and it differs from gw1's; gw1 learns it from gw2's answer. Neither log shows
+    the PSK itself. `ctl list-sas` shows nothing: the IKE SA was never established.
+
+    **The capture.** The refusal travels inside the SK payload of the IKE_AUTH response
+    (§2.21.2: an error in IKE_AUTH is reported in the protected response). Can we read it
+    when no IKE SA came up? Yes: the SK_e and SK_a keys exist as soon as IKE_SA_INIT is
+    done (SKEYSEED, §2.14), before anyone is authenticated, and the gateways write them to
+    the key log at that moment, as strongSwan logs them. Both sides hold the same keys;
+    only the PSK differs, and the PSK does not enter SKEYSEED.
+    """),
+    code("""
+    show_ike(third)
+    for gw, text in third["logs"].items():
+        for line in text.splitlines():
+            if "keys derived" in line:
+                print(gw, line.split(" ipseclab.")[-1])
+    auth_response = next(f for f in third["frames"] if f.exchange == "IKE_AUTH" and f.response)
+    print("\\nIKE_AUTH response:", ", ".join(auth_response.payloads))
+    assert auth_response.payloads == ["SK{N(AUTHENTICATION_FAILED)}"]
+    """),
+    md("""
+    ## Your turn 3: fix the key
+
+    Which `secret` must gw2's `secrets` section hold? (Only gw1's file, the one that worked
+    before, can tell you: a PSK is never on the wire.)
+    """),
+    code("""
+    my_gw2_secret = "capstone lab secret"  # your answer
+    """),
+    code("""
+    GW2_KEYED = GW2_ROTATED.replace('"capstone lab secret 2025"', f'"{my_gw2_secret}"')
+    keyed = attempt(GW2_KEYED)
+    assert keyed["ping"].received == keyed["ping"].sent, "still no tunnel: the PSKs differ"
+    assert not any("authentication failed" in text for text in keyed["logs"].values())
+    print("the PSKs match again:", keyed["ping"])
+    """),
+    cleanup("lab_dir"),
+    md("""
     ## Summary
 
     * Diagnose from the outside in: the logs say *what* failed, `ctl list-sas` shows *how
@@ -2205,9 +2281,10 @@ NB09 = [
     * TS_UNACCEPTABLE in the IKE_AUTH response (§2.9) means the IKE SA is fine but the
       traffic selectors do not intersect: compare `local_ts`/`remote_ts` on both sides. It
       is encrypted; the key log reads it.
-    * A wrong PSK would end the same way as a proposal mismatch, but one exchange later:
-      AUTHENTICATION_FAILED (§2.21.2), inside SK, and with no IKE SA there is no key log
-      entry; the responder's log is then the witness.
+    * A wrong PSK ends one exchange later: AUTHENTICATION_FAILED (§2.21.2) inside SK of
+      the IKE_AUTH response. The keys exist after IKE_SA_INIT (§2.14) and the gateways log
+      them then, so the capture still opens although no IKE SA came up; the responder's
+      log names the check that failed, never the key.
     * Fix one fault at a time and test after each: the second fault hid behind the first.
     """),
 ]
@@ -2226,13 +2303,20 @@ NOTEBOOKS = {
 ROOT_ONLY = {"06-rekey-dpd-nat.ipynb", "07-interop.ipynb", "09-capstone.ipynb"}
 
 
-def build(directory: Path = HERE) -> list[Path]:
+def write(notebooks: dict[str, list], directory: Path = HERE,
+          root_only: Collection[str] = ROOT_ONLY) -> list[Path]:
+    """Write ``{file name: cells}`` as notebooks into ``directory``; the paths written.
+
+    Both generators (this file and ``build_attacks.py``) write through here, so every
+    notebook gets the same metadata and stable cell ids. A name in ``root_only`` is marked
+    as a whole-lesson lab (``metadata.ipseclab.needs_root``) that tests skip without root.
+    """
     written = []
-    for name, cells in NOTEBOOKS.items():
+    for name, cells in notebooks.items():
         nb = new_notebook(cells=cells, metadata={
             "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
             "language_info": {"name": "python"}})
-        if name in ROOT_ONLY:
+        if name in root_only:
             nb.metadata["ipseclab"] = {"needs_root": True}
         for i, cell in enumerate(nb.cells):
             cell["id"] = f"cell-{i:02d}"  # stable ids keep rebuilt notebooks diff-free
@@ -2240,6 +2324,10 @@ def build(directory: Path = HERE) -> list[Path]:
         nbformat.write(nb, path)
         written.append(path)
     return written
+
+
+def build(directory: Path = HERE) -> list[Path]:
+    return write(NOTEBOOKS, directory)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from ipseclab.drivers.netconf import local_addresses
 from ipseclab.errors import ConfigError, IpsecLabError
 from ipseclab.ike import events
 from ipseclab.ike.config import ChildConfig, IkeConfig
+from ipseclab.ike.constants import NotifyType
 from ipseclab.ike.engine import IkeEngine
 from ipseclab.ipsec.sa import SecurityAssociation
 from ipseclab.ipsec.selectors import Selector
@@ -181,7 +182,8 @@ class IkeGateway:
         self.close_actions = close_actions or {}
         self.source = source
         self.engine = IkeEngine(configs, retransmit_base=retransmit_base,
-                                retransmit_tries=retransmit_tries, wall_clock=monotonic_to_unix)
+                                retransmit_tries=retransmit_tries, wall_clock=monotonic_to_unix,
+                                report_keys=True)
         self.gateway: Gateway | None = None
         self.book: PolicyBook | None = None
         self.children: dict[int, ChildState] = {}
@@ -389,6 +391,20 @@ class IkeGateway:
         if handler is not None:
             handler(ev)
 
+    def _on_IkeSaKeysDerived(self, ev: events.IkeSaKeysDerived) -> None:
+        """The key log gets the IKE SA right after IKE_SA_INIT (as strongSwan logs its keys):
+        a capture of a failed IKE_AUTH (wrong PSK) still opens in Wireshark."""
+        self._ikelog_add(ev)
+        log.info("%s: IKE SA %s keys derived (%s), %s", ev.connection or "?", ev.ike_sa,
+                 ev.proposal, "IKE_AUTH next" if ev.initiator else "waiting for IKE_AUTH")
+
+    def _ikelog_add(self, ev: events.IkeSaKeysDerived | events.IkeSaEstablished) -> None:
+        if self._ikelog is not None:
+            try:
+                self._ikelog.add(ev.keylog_entry())
+            except (IpsecLabError, OSError) as exc:
+                log.warning("key log: IKE SA %s: %s", ev.ike_sa, exc)
+
     def _on_IkeSaEstablished(self, ev: events.IkeSaEstablished) -> None:
         old = getattr(ev, "old_ike_sa", "")
         info = IkeInfo(ev.connection, ev.initiator, ev.local, ev.remote, ev.local_id,
@@ -406,11 +422,7 @@ class IkeGateway:
         if ev.remote_virtual_ips and not old:
             log.info("%s: leased %s to %s", ev.connection, ", ".join(ev.remote_virtual_ips),
                      ev.remote_id)
-        if self._ikelog is not None:
-            try:
-                self._ikelog.add(ev.keylog_entry())
-            except (IpsecLabError, OSError) as exc:
-                log.warning("key log: IKE SA %s: %s", ev.ike_sa, exc)
+        self._ikelog_add(ev)  # the same line again (replaced): rekeyed SAs come only here
         if old:
             log.info("%s: IKE SA %s rekeyed to %s", ev.connection, old, ev.ike_sa)
             return
@@ -535,7 +547,7 @@ class IkeGateway:
         info = self.ike.pop(ev.ike_sa, None)
         self._unreachable.discard(ev.ike_sa)
         if not ev.rekeyed:
-            name = info.connection if info else "?"
+            name = info.connection if info else (ev.connection or "?")
             log.info("%s: IKE SA %s deleted: %s", name, ev.ike_sa, ev.reason)
 
     def _on_PeerUnreachable(self, ev: events.PeerUnreachable) -> None:
@@ -546,14 +558,26 @@ class IkeGateway:
                     ev.ike_sa)
 
     def _on_ChildSaFailed(self, ev: events.ChildSaFailed) -> None:
-        log.warning("child SA %s failed: notify %d %s", ev.child, ev.notify, ev.reason)
+        log.warning("child SA %s failed: notify %d %s", ev.child or "?", ev.notify, ev.reason)
+        self._log_mismatch(ev.notify, ev.received, ev.configured)
 
     def _on_NegotiationFailed(self, ev: events.NegotiationFailed) -> None:
         log.warning("IKE SA %s failed: notify %d %s%s", ev.ike_sa, ev.notify, ev.reason,
                     " (by peer)" if ev.by_peer else "")
+        self._log_mismatch(ev.notify, ev.received, ev.configured)
+
+    @staticmethod
+    def _log_mismatch(notify: int, received: str, configured: str) -> None:
+        """What the peer asked for against what we are configured for (our refusals)."""
+        if not (received or configured):
+            return
+        log.info("  %s: received   %s", _notify_name(notify), received)
+        log.info("  %s: configured %s", _notify_name(notify), configured)
 
     def _on_AuthenticationFailed(self, ev: events.AuthenticationFailed) -> None:
-        log.warning("%s: authentication failed: %s", ev.connection, ev.reason)
+        # The reason names the check that failed (identity, method, AUTH value), never a key.
+        log.warning("%s: authentication failed: %s%s", ev.connection or "?", ev.reason,
+                    " (by peer)" if ev.by_peer else "")
 
     def _on_IkeSaRekeyFailed(self, ev: events.IkeSaRekeyFailed) -> None:
         log.warning("IKE SA %s rekey refused: notify %d %s", ev.ike_sa, ev.notify, ev.reason)
@@ -831,6 +855,13 @@ class IkeGateway:
             raise ConfigError(f"nothing to rekey named '{target}'", token=target)
         self._pump()
         return {"rekeyed": done}
+
+
+def _notify_name(notify: int) -> str:
+    try:
+        return NotifyType(notify).name
+    except ValueError:
+        return f"notify {notify}"
 
 
 def _concrete(address: str) -> bool:

@@ -141,6 +141,10 @@ class IkeConfig:
     pubkey: ``local_certs`` is our end-entity certificate first, then intermediates;
     ``private_key`` its key; ``rsa_pss`` signs RSA with PSS (``auth = rsa/pss``).
     ``send_cert`` is ``always``, ``ifasked`` (when the peer sent a CERTREQ) or ``never``.
+    ``fragmentation`` (RFC 7383): ``yes`` announces support and sends oversized encrypted
+    messages in fragments when the peer supports them too, ``accept`` announces it but sends
+    whole messages, ``force`` acts as yes (IKEv2 never fragments IKE_SA_INIT), ``no`` does
+    not announce it. Fragments a peer sends are accepted in every case, as strongSwan does.
     ``vips``: virtual IPs to ask for (``0.0.0.0``, ``::``, or a wish); ``pools``: where a
     responder takes the addresses it hands out (RFC 7296 §2.19).
     """
@@ -171,6 +175,7 @@ class IkeConfig:
     signature_authentication: bool = True  # announce RFC 7427 hashes (else classic methods)
     vips: list[str] = field(default_factory=list)
     pools: list[AddressPool] = field(default_factory=list)
+    fragmentation: str = "yes"  # yes | accept | force | no (RFC 7383, as swanctl.conf)
 
     def __post_init__(self) -> None:
         if isinstance(self.psk, str):
@@ -186,6 +191,9 @@ class IkeConfig:
         if self.send_cert not in ("always", "ifasked", "never"):
             raise ConfigError(f"connection {self.name}: send_cert must be always, ifasked or"
                               " never", token=self.send_cert)
+        if self.fragmentation not in ("yes", "accept", "force", "no"):
+            raise ConfigError(f"connection {self.name}: fragmentation must be yes, accept,"
+                              " force or no", token=self.fragmentation)
 
     @cached_property
     def ike_proposals(self) -> list[Proposal]:

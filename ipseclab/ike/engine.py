@@ -34,6 +34,7 @@ from ipseclab.errors import ConfigError, InvalidKeyShare
 from ipseclab.ike import events, negotiation
 from ipseclab.ike.config import AddressPool, IkeConfig
 from ipseclab.ike.constants import ExchangeType, HeaderFlag, NotifyType, ProtocolId
+from ipseclab.ike.fragments import DEFAULT_FRAGMENT_SIZE, FragmentLimits
 from ipseclab.ike.ike_auth import read_sa_init_extras, sa_init_extras
 from ipseclab.ike.ike_sa import IkeSa, State
 from ipseclab.ike.message import HEADER_SIZE, Message, parse_message
@@ -63,6 +64,11 @@ class IkeEngine:
     ``lambda now: now + (time.time() - time.monotonic())``.
     ``invalid_spi_interval``: at most one INVALID_IKE_SPI answer (§2.21.4) per peer address
     in this many seconds; None never answers.
+    ``report_keys``: report :class:`~ipseclab.ike.events.IkeSaKeysDerived` as soon as
+    IKE_SA_INIT has made the keys (a driver that writes key logs wants it; off by default so
+    that the other events stay as they were).
+    ``fragment_size``: the largest IP datagram an IKE fragment may fill (strongSwan's
+    ``charon.fragment_size``, RFC 7383); ``fragment_limits`` bound what reassembly keeps.
     """
 
     def __init__(self, configs: IkeConfig | Iterable[IkeConfig], local_addr: str | None = None,
@@ -70,7 +76,9 @@ class IkeEngine:
                  cookie_threshold: int | None = 20, retransmit_base: float = 1.0,
                  retransmit_tries: int = 5, half_open_timeout: float = 30.0,
                  wall_clock: Callable[[float], float] | None = None,
-                 invalid_spi_interval: float | None = 1.0) -> None:
+                 invalid_spi_interval: float | None = 1.0, report_keys: bool = False,
+                 fragment_size: int = DEFAULT_FRAGMENT_SIZE,
+                 fragment_limits: FragmentLimits | None = None) -> None:
         configs = [configs] if isinstance(configs, IkeConfig) else list(configs)
         for config in configs:
             config.check()
@@ -83,6 +91,9 @@ class IkeEngine:
         self.half_open_timeout = half_open_timeout
         self.wall_clock = wall_clock
         self.invalid_spi_interval = invalid_spi_interval
+        self.report_keys = report_keys
+        self.fragment_size = fragment_size
+        self.fragment_limits = fragment_limits or FragmentLimits()
         self._invalid_spi_sent: dict[str, float] = {}
         self._leases: dict[str, dict[str, IkeSa]] = {}  # pool name -> address -> IKE SA
         self._sas: dict[bytes, IkeSa] = {}
@@ -370,6 +381,14 @@ class IkeEngine:
         choice = negotiation.choose_proposal(ours, theirs, ke.group)
         if choice is None:
             reply(Notify(NotifyType.NO_PROPOSAL_CHOSEN))
+            # No state is kept (§2.6), but the operator needs to see why (§2.7).
+            self._events.append(events.NegotiationFailed(
+                message.spi_i.hex() + bytes(8).hex(), NotifyType.NO_PROPOSAL_CHOSEN,
+                f"no IKE proposal of {src[0]} is acceptable (KE group {ke.group})",
+                received=negotiation.describe_offer(sa_payload, ProtocolId.IKE),
+                configured="; ".join(f"{c.name}: {', '.join(str(p) for p in c.ike_proposals)}"
+                                     for c in candidates) or "no connection for these addresses",
+                time=now))
             return
         wire, proposal = choice
         group = proposal.dh[0]
@@ -389,7 +408,7 @@ class IkeEngine:
         sa.ni = nonce.data
         sa.nr = self.random(32)
         sa.dh = dh
-        sa._derive(proposal, g_ir)
+        sa._derive(proposal, g_ir, now=now)
         sa.nat_detected = sa._check_natd(message, bytes(8))
         sa.peer_hashes, sa.peer_certreq = read_sa_init_extras(message.payloads)
         payloads = [
@@ -399,6 +418,10 @@ class IkeEngine:
             *sa._natd_notifies(),
             *sa_init_extras(candidates),
         ]
+        if message.notifies(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) and any(
+                c.fragmentation != "no" for c in candidates):
+            payloads.append(Notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))  # RFC 7383 §2.3
+            sa.peer_fragmentation = True
         response = Message(sa.spi_i, sa.spi_r, ExchangeType.IKE_SA_INIT, HeaderFlag.R, 0,
                            payloads).to_bytes()
         sa.init_request = data

@@ -23,6 +23,7 @@ __all__ = [
     "Event",
     "IkeSaDeleted",
     "IkeSaEstablished",
+    "IkeSaKeysDerived",
     "IkeSaRekeyFailed",
     "IkeSaRekeyed",
     "NegotiationFailed",
@@ -34,6 +35,39 @@ __all__ = [
 class Event:
     ike_sa: str
     time: float = field(kw_only=True, default=0.0)
+
+
+@dataclass
+class IkeSaKeysDerived(Event):
+    """IKE_SA_INIT is done and the SK_* keys exist (RFC 7296 §2.14); IKE_AUTH comes next.
+
+    Reported before authentication, as strongSwan logs its keys, so that a key log written
+    now opens the IKE_AUTH exchange in a capture even when AUTH then fails (a wrong PSK:
+    AUTHENTICATION_FAILED is inside the encrypted response). Only an engine built with
+    ``report_keys=True`` reports it. :class:`IkeSaEstablished` follows if AUTH succeeds.
+    """
+
+    connection: str
+    initiator: bool
+    spi_i: bytes
+    spi_r: bytes
+    proposal: str
+    sk_ei: bytes = field(repr=False)
+    sk_er: bytes = field(repr=False)
+    sk_ai: bytes = field(repr=False)
+    sk_ar: bytes = field(repr=False)
+    encryption_name: str = ""
+    integrity_name: str = ""
+    sk_d: bytes = field(default=b"", repr=False)  # the rest of §2.14's seven keys, for the
+    sk_pi: bytes = field(default=b"", repr=False)  # teaching code that recomputes AUTH
+    sk_pr: bytes = field(default=b"", repr=False)
+
+    def keylog_entry(self):  # -> ipseclab.keylog.IkeSaEntry
+        """This SA as one line of Wireshark's ``ikev2_decryption_table``."""
+        from ipseclab.keylog import IkeSaEntry
+
+        return IkeSaEntry(self.spi_i, self.spi_r, self.sk_ei, self.sk_er, self.encryption_name,
+                          self.sk_ai, self.sk_ar, self.integrity_name)
 
 
 @dataclass
@@ -152,11 +186,18 @@ class ChildSaOutboundReady(Event):
 
 @dataclass
 class ChildSaFailed(Event):
-    """The IKE SA stands but its child SA could not be made (RFC 7296 §2.21.3)."""
+    """The IKE SA stands but its child SA could not be made (RFC 7296 §2.21.3).
+
+    When we refused the peer's request (NO_PROPOSAL_CHOSEN, TS_UNACCEPTABLE), ``received``
+    is what it asked for and ``configured`` what our child configs allow, in swanctl's
+    words (proposals, selectors), for the log.
+    """
 
     child: str
     notify: int
     reason: str = ""
+    received: str = ""
+    configured: str = ""
 
 
 @dataclass
@@ -182,6 +223,7 @@ class IkeSaDeleted(Event):
     reason: str = ""
     by_peer: bool = False
     rekeyed: bool = False
+    connection: str = ""  # the connection it was made for ("" if none was chosen yet)
 
 
 @dataclass
@@ -198,11 +240,17 @@ class AuthenticationFailed(Event):
 
 @dataclass
 class NegotiationFailed(Event):
-    """An exchange failed with an error ``notify`` (RFC 7296 §3.10.1), ours or the peer's."""
+    """An exchange failed with an error ``notify`` (RFC 7296 §3.10.1), ours or the peer's.
+
+    For a NO_PROPOSAL_CHOSEN we answered, ``received`` holds the peer's proposals and
+    ``configured`` ours (strongSwan proposal syntax), for the log.
+    """
 
     notify: int
     reason: str = ""
     by_peer: bool = False
+    received: str = ""
+    configured: str = ""
 
 
 @dataclass

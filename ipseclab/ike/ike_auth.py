@@ -411,8 +411,9 @@ class IkeAuthExchange:
             if isinstance(child_result, tuple):
                 self._install_child(*child_result, now=now)
             else:
-                self._event(events.ChildSaFailed, now, child="", notify=child_result,
-                            reason=f"we answered {_notify_name(child_result)}")
+                self._event(events.ChildSaFailed, now, notify=child_result,
+                            reason=f"we answered {_notify_name(child_result)}",
+                            **self._child_refusal(inner, only=None, ike_auth=True))
 
     def _answer_cp(self: IkeSa, inner: list[Payload]) -> tuple[list[Payload], bool]:
         """CP(CFG_REPLY) for a CP(CFG_REQUEST) (§2.19): addresses leased from our pools.

@@ -45,12 +45,14 @@ from ipseclab.ike import events, negotiation
 from ipseclab.ike.child import ChildRequest, ChildSa, build_child_sas
 from ipseclab.ike.config import ChildConfig, IkeConfig
 from ipseclab.ike.constants import ExchangeType, HeaderFlag, NotifyType, ProtocolId
+from ipseclab.ike.fragments import Reassembly, max_message_size
 from ipseclab.ike.ike_auth import IkeAuthExchange, read_sa_init_extras, sa_init_extras
 from ipseclab.ike.keys import IkeSuite, ike_sa_keys
-from ipseclab.ike.message import Message
+from ipseclab.ike.message import Message, parse_payload_chain
 from ipseclab.ike.payload_base import MalformedMessage, Payload
 from ipseclab.ike.payloads import (
     Delete,
+    EncryptedFragment,
     KeyExchange,
     Nonce,
     Notify,
@@ -111,6 +113,7 @@ class _Pending:
     sent_at: float
     tries: int = 0
     on_response: Callable[[Message, list[Payload], float], None] | None = None
+    more: tuple[bytes, ...] = ()  # fragments 2..n when ``data`` is fragment 1 (RFC 7383)
 
 
 @dataclass
@@ -167,6 +170,10 @@ class IkeSa(IkeAuthExchange):
         self._pending: _Pending | None = None
         self._queue: deque[tuple[int, list[Payload], Callable | None]] = deque()
         self._last_response: tuple[int, bytes] | None = None
+        self._last_response_more: tuple[bytes, ...] = ()  # its other fragments (RFC 7383)
+        self.peer_fragmentation = False  # both announced IKEV2_FRAGMENTATION_SUPPORTED
+        self._reassembly = {False: Reassembly(engine.fragment_limits),  # requests
+                            True: Reassembly(engine.fragment_limits)}  # responses
         self._deleting: set[int] = set()  # inbound SPIs of child SAs we asked to delete
         self.created = 0.0
         self.last_heard = 0.0
@@ -210,6 +217,20 @@ class IkeSa(IkeAuthExchange):
     def _transmit(self, data: bytes) -> None:
         self.engine._out.append((data, self.local, self.remote))
 
+    def _seal(self, header: Message, inner: list[Payload]) -> list[bytes]:
+        """``inner`` encrypted into ``header``: one SK message, or SKF fragments when both
+        sides support them, we may send them (``fragmentation = yes``) and the message is
+        larger than a fragment may be (RFC 7383 §2.5)."""
+        data = self.sk_out.seal(header, inner)  # type: ignore[union-attr]
+        config = self.config
+        if not self.peer_fragmentation or config is None or config.fragmentation not in (
+                "yes", "force"):
+            return [data]
+        limit = max_message_size(self.engine.fragment_size, self.local, self.remote)
+        if len(data) <= limit:
+            return [data]
+        return self.sk_out.seal_fragments(header, inner, limit)  # type: ignore[union-attr]
+
     # -- sending requests and responses (§2.1, §2.2) -------------------------------------
 
     def request(self, exchange: int, inner: list[Payload], now: float,
@@ -221,17 +242,21 @@ class IkeSa(IkeAuthExchange):
         message_id = self.next_request_id
         self.next_request_id += 1
         header = Message(self.spi_i, self.spi_r, exchange, self._flags(False), message_id)
-        data = self.sk_out.seal(header, inner)  # type: ignore[union-attr]
-        self._pending = _Pending(exchange, message_id, data, now, on_response=on_response)
-        self._transmit(data)
+        data, *more = self._seal(header, inner)
+        self._pending = _Pending(exchange, message_id, data, now, on_response=on_response,
+                                 more=tuple(more))
+        for datagram in (data, *more):
+            self._transmit(datagram)
 
     def _respond(self, request: Message, inner: list[Payload]) -> None:
         header = Message(self.spi_i, self.spi_r, request.exchange_type, self._flags(True),
                          request.message_id)
-        data = self.sk_out.seal(header, inner)  # type: ignore[union-attr]
+        data, *more = self._seal(header, inner)
         self._last_response = (request.message_id, data)
+        self._last_response_more = tuple(more)
         self.expected_request_id = request.message_id + 1
-        self._transmit(data)
+        for datagram in (data, *more):
+            self._transmit(datagram)
 
     def _request_done(self, now: float) -> None:
         self._pending = None
@@ -248,6 +273,7 @@ class IkeSa(IkeAuthExchange):
             times.append(p.sent_at + self.engine.retransmit_base * 2 ** p.tries)
         if self.expires is not None:
             times.append(self.expires)
+        times += [t for r in self._reassembly.values() if (t := r.expires()) is not None]
         dpd = self.config.dpd_delay if self.config else 0
         if dpd and self.state is State.ESTABLISHED and self._pending is None:
             times.append(self.last_heard + dpd)
@@ -277,7 +303,10 @@ class IkeSa(IkeAuthExchange):
                 return
             p.tries += 1
             p.sent_at = now
-            self._transmit(p.data)
+            for datagram in (p.data, *p.more):  # all fragments again (RFC 7383 §2.6.1)
+                self._transmit(datagram)
+        for reassembly in self._reassembly.values():
+            reassembly.expire(now)
         if self.state is not State.ESTABLISHED:
             return
         if self.life_ends is not None and now >= self.life_ends:
@@ -323,7 +352,8 @@ class IkeSa(IkeAuthExchange):
         self.engine._release_leases(self)  # §2.19: the virtual IP goes back to its pool
         if notify_event:
             self._event(events.IkeSaDeleted, now, reason=self._delete_reason or reason,
-                        by_peer=by_peer, rekeyed=rekeyed)
+                        by_peer=by_peer, rekeyed=rekeyed,
+                        connection=self.config.name if self.config else "")
         self.engine._forget(self)
 
     def _replaced(self) -> bool:
@@ -359,8 +389,12 @@ class IkeSa(IkeAuthExchange):
                 return  # late or unsolicited response (§2.1)
         else:
             if message.message_id == self.expected_request_id - 1 and self._last_response:
-                if self._last_response[0] == message.message_id:
-                    self._transmit(self._last_response[1])  # a retransmitted request (§2.1)
+                # A retransmitted request (§2.1); of a fragmented one, only fragment 1
+                # brings the response again (RFC 7383 §2.6.1).
+                if self._last_response[0] == message.message_id and _fragment_number(
+                        message) in (None, 1):
+                    for datagram in (self._last_response[1], *self._last_response_more):
+                        self._transmit(datagram)
                 return
             if message.message_id != self.expected_request_id:
                 return  # outside the window (§2.3): drop
@@ -368,10 +402,16 @@ class IkeSa(IkeAuthExchange):
         if handler is None:
             return
         if message.exchange_type == _INIT:
-            getattr(self, handler)(message, data, now)
+            if _fragment_number(message) is None:  # never fragmented (RFC 7383 §2.5)
+                getattr(self, handler)(message, data, now)
             return
         try:
-            inner = self.sk_in.open(data, message)  # type: ignore[union-attr]
+            if _fragment_number(message) is not None:
+                inner = self._reassemble(message, data, now)
+                if inner is None:
+                    return  # more fragments to come
+            else:
+                inner = self.sk_in.open(data, message)  # type: ignore[union-attr]
         except IcvFailed:
             return  # §2.21.2: never answer a message that does not authenticate
         except MalformedMessage as error:
@@ -384,6 +424,19 @@ class IkeSa(IkeAuthExchange):
         if not response and not self.initiator:
             self.remote, self.local = src, dst  # §2.23: follow the peer behind a NAT
         getattr(self, handler)(message, inner, now)
+
+    def _reassemble(self, message: Message, data: bytes, now: float) -> list[Payload] | None:
+        """Collect one SKF fragment (RFC 7383 §2.6): its ICV is checked before it is kept
+        (:class:`IcvFailed` otherwise); the inner payloads once all have arrived, else None."""
+        skf = message.payloads[-1]
+        assert isinstance(skf, EncryptedFragment)
+        chunk = self.sk_in.open_fragment(data, message)  # type: ignore[union-attr]
+        done = self._reassembly[message.is_response].add(
+            message.message_id, skf.fragment_number, skf.total_fragments, skf.first_inner,
+            chunk, now)
+        if done is None:
+            return None
+        return parse_payload_chain(*done)
 
     # -- IKE_SA_INIT, initiator (§1.2) -----------------------------------------------------
 
@@ -409,6 +462,8 @@ class IkeSa(IkeAuthExchange):
             *self._natd_notifies(),
             *sa_init_extras([config], certreq=False),  # ours goes in IKE_AUTH (§3.7)
         ]
+        if config.fragmentation != "no":
+            payloads.append(Notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))  # RFC 7383 §2.3
         message = Message(self.spi_i, bytes(8), _INIT, HeaderFlag.I, 0, payloads)
         self.init_request = message.to_bytes()
         self.next_request_id = 1
@@ -491,8 +546,10 @@ class IkeSa(IkeAuthExchange):
         self.nr = nonce.data
         self.init_response = data
         self.peer_hashes, self.peer_certreq = read_sa_init_extras(message.payloads)
+        self.peer_fragmentation = config.fragmentation != "no" and bool(
+            message.notifies(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
         self._pending = None
-        self._derive(proposal, g_ir)
+        self._derive(proposal, g_ir, now=now)
         self.nat_detected = self._check_natd(message, self.spi_r)
         if self.nat_detected and self.local[1] == 500:
             # §2.23: after NAT detection the initiator moves to port 4500.
@@ -501,7 +558,8 @@ class IkeSa(IkeAuthExchange):
         self.engine._rekey_index(self)
         self._send_auth(now)
 
-    def _derive(self, proposal: Proposal, g_ir: bytes, skeyseed: bytes | None = None) -> None:
+    def _derive(self, proposal: Proposal, g_ir: bytes, skeyseed: bytes | None = None,
+                now: float = 0.0) -> None:
         """The seven SK_* keys (§2.14); a rekeyed IKE SA brings its own SKEYSEED (§2.18)."""
         self.proposal = proposal
         self.suite = IkeSuite(proposal.encryption[0],
@@ -519,6 +577,16 @@ class IkeSa(IkeAuthExchange):
         peers = (keys.SK_er, keys.SK_ar) if self.initiator else (keys.SK_ei, keys.SK_ai)
         self.sk_out = SkCipher(enc, mine[0], integ, mine[1], rng=self.engine.rng)
         self.sk_in = SkCipher(enc, peers[0], integ, peers[1])
+        if skeyseed is None and self.engine.report_keys:
+            # As strongSwan logs them: before IKE_AUTH, so a failed AUTH can be read too.
+            self._event(events.IkeSaKeysDerived, now,
+                        connection=self.config.name if self.config else "",
+                        initiator=self.initiator, spi_i=self.spi_i, spi_r=self.spi_r,
+                        proposal=str(proposal), sk_ei=keys.SK_ei, sk_er=keys.SK_er,
+                        sk_ai=keys.SK_ai, sk_ar=keys.SK_ar,
+                        encryption_name=_wireshark_encryption(self.suite),
+                        integrity_name=_wireshark_integrity(self.suite),
+                        sk_d=keys.SK_d, sk_pi=keys.SK_pi, sk_pr=keys.SK_pr)
 
     # -- IKE_AUTH, initiator (§1.2, §2.15) --------------------------------------------------
 
@@ -741,6 +809,34 @@ class IkeSa(IkeAuthExchange):
             mode = "transport" if wants_transport and child.mode == "transport" else "tunnel"
             return child, choice[0], choice[1], local_ts, remote_ts, mode
         return failure
+
+    def _child_refusal(self, inner: list[Payload], *, only: ChildConfig | None,
+                       ike_auth: bool) -> dict[str, str]:
+        """For the ChildSaFailed of a request we refused: which child config it was meant for
+        (those whose selectors fit, else all), what the peer asked for and what we allow."""
+        config = self.config
+        assert config is not None
+        sa, tsi, tsr = _find(inner, SecurityAssociation), _find(inner, TSi), _find(inner, TSr)
+        if sa is None or tsi is None or tsr is None:
+            return {"child": only.name if only else ",".join(c.name for c in config.children)}
+        their_local = negotiation.selectors_from_wire(tsr.selectors)
+        their_remote = negotiation.selectors_from_wire(tsi.selectors)
+        children = [only] if only is not None else config.children
+        fitting = [c for c in children
+                   if _narrow(their_local, c.selectors("local", self._dynamic("local")))
+                   and _narrow(their_remote, c.selectors("remote", self._dynamic("remote")))]
+        received = (f"ESP proposals {negotiation.describe_offer(sa, ProtocolId.ESP)}; TSi "
+                    f"{', '.join(map(str, their_remote))}; TSr {', '.join(map(str, their_local))}")
+        ours = []
+        for c in children:
+            proposals = negotiation.without_dh(c.proposals) if ike_auth else c.proposals
+            local = c.selectors("local", self._dynamic("local"))
+            remote = c.selectors("remote", self._dynamic("remote"))
+            ours.append(f"{c.name}: esp_proposals {', '.join(map(str, proposals))}; local_ts"
+                        f" {', '.join(map(str, local))}; remote_ts {', '.join(map(str, remote))}")
+        configured = " | ".join(ours)
+        return {"child": ",".join(c.name for c in fitting or children), "received": received,
+                "configured": configured}
 
     # -- INFORMATIONAL (§1.4) ---------------------------------------------------------------
 
@@ -1080,8 +1176,10 @@ class IkeSa(IkeAuthExchange):
                                     only=old.config if old else None, ike_auth=False)
         if isinstance(choice, int):
             self._respond(message, [Notify(choice)])
-            self._event(events.ChildSaFailed, now, child=old.config.name if old else "",
-                        notify=choice, reason=f"we answered {_notify_name(choice)}")
+            self._event(events.ChildSaFailed, now, notify=choice,
+                        reason=f"we answered {_notify_name(choice)}",
+                        **self._child_refusal(inner, only=old.config if old else None,
+                                              ike_auth=False))
             return
         config, wire, proposal, local_ts, remote_ts, mode = choice
         g_ir = None
@@ -1306,6 +1404,7 @@ class IkeSa(IkeAuthExchange):
         new.nat_detected = self.nat_detected
         new.local_id, new.remote_id = self.local_id, self.remote_id
         new.peer_hashes, new.peer_certreq = self.peer_hashes, self.peer_certreq
+        new.peer_fragmentation = self.peer_fragmentation
         new.peer_certificate, new.dns_servers = self.peer_certificate, list(self.dns_servers)
         new.virtual_ips = list(self.virtual_ips)
         new.remote_virtual_ips = list(self.remote_virtual_ips)
@@ -1329,6 +1428,12 @@ class IkeSa(IkeAuthExchange):
             if request.old is not None and request.old.state == "rekeying":
                 request.old.state = "installed"
             self.create_child(request.config, now, old=request.old)
+
+
+def _fragment_number(message: Message) -> int | None:
+    """The Fragment Number of an SKF message (RFC 7383 §2.5), None for any other."""
+    last = message.payloads[-1] if message.payloads else None
+    return last.fragment_number if isinstance(last, EncryptedFragment) else None
 
 
 def _find(payloads: list[Payload], cls: type) -> Payload | None:

@@ -80,6 +80,18 @@ def read_proposals(payload: SecurityAssociation, protocol_id: int
     return out
 
 
+def describe_offer(payload: SecurityAssociation, protocol_id: int) -> str:
+    """The peer's proposals in strongSwan syntax, for logs; unknown algorithms by number."""
+    readable = {id(w): str(p) for w, p in read_proposals(payload, protocol_id)}
+    out = []
+    for wire in payload.proposals:
+        if wire.protocol_id != protocol_id:
+            continue
+        out.append(readable.get(id(wire)) or "unknown(" + "-".join(
+            f"{t.transform_type}:{t.transform_id}" for t in wire.transforms) + ")")
+    return ", ".join(out) or "none"
+
+
 def choose_proposal(ours: list[Proposal], theirs: list[tuple[sa_payload.Proposal, Proposal]],
                     prefer_group: int | None = None
                     ) -> tuple[sa_payload.Proposal, Proposal] | None:

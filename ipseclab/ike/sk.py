@@ -25,7 +25,7 @@ from ipseclab.crypto.transforms import EncryptionAlgorithm, IntegrityAlgorithm
 from ipseclab.errors import AuthenticationFailed
 from ipseclab.ike.message import Message, build_payload_chain, parse_payload_chain
 from ipseclab.ike.payload_base import MalformedMessage, Payload
-from ipseclab.ike.payloads import Encrypted
+from ipseclab.ike.payloads import Encrypted, EncryptedFragment
 
 __all__ = ["SkCipher"]
 
@@ -117,4 +117,77 @@ class SkCipher:
         if pad + 1 > len(plaintext):
             raise MalformedMessage(f"Pad Length {pad} exceeds the SK plaintext")
         return parse_payload_chain(sk.first_inner, plaintext[:-1 - pad])
+
+    # -- fragments (RFC 7383 §2.5) -----------------------------------------------------------
+
+    def seal_fragments(self, message: Message, inner: Sequence[Payload],
+                       max_size: int) -> list[bytes]:
+        """``message`` with ``inner`` split over SKF fragments of at most ``max_size``
+        octets each, every one encrypted and integrity-protected on its own (RFC 7383 §2.5).
+
+        The inner payload chain is cut at arbitrary octets; fragment 1's Next Payload names
+        the first inner payload, the others carry 0. For an AEAD, the associated data of each
+        fragment includes its Fragment Number and Total Fragments fields.
+        """
+        from ipseclab.ike.fragments import chunk_size
+
+        enc = self.encryption
+        first_type, chain = build_payload_chain(inner)
+        size = chunk_size(max_size, enc.iv_size, self._icv_size,
+                          1 if enc.aead else enc.block_size)
+        chunks = [chain[i:i + size] for i in range(0, len(chain), size)] or [b""]
+        total = len(chunks)
+        if total > 0xFFFF:
+            raise ValueError(f"{total} fragments do not fit the 16-bit Total Fragments field")
+        return [self._seal_fragment(message, number, total,
+                                    first_type if number == 1 else 0, chunk)
+                for number, chunk in enumerate(chunks, 1)]
+
+    def _seal_fragment(self, message: Message, number: int, total: int, first_inner: int,
+                       chunk: bytes) -> bytes:
+        enc = self.encryption
+        block = 1 if enc.aead else enc.block_size
+        padding = -(len(chunk) + 1) % block
+        plaintext = chunk + bytes(padding) + bytes((padding,))
+        iv = self._next_iv()
+        body_len = len(iv) + len(plaintext) + self._icv_size
+        placeholder = EncryptedFragment(number, total, first_inner, bytes(body_len))
+        draft = Message(message.spi_i, message.spi_r, message.exchange_type, message.flags,
+                        message.message_id, [*message.payloads, placeholder]).to_bytes()
+        before_iv = draft[:len(draft) - body_len]
+        if enc.aead:
+            return before_iv + iv + self._cipher.encrypt(iv, plaintext, before_iv)
+        signed = before_iv + iv + self._cipher.encrypt(iv, plaintext, b"")
+        return signed + self._mac.compute(signed)  # type: ignore[union-attr]
+
+    def open_fragment(self, data: bytes, message: Message) -> bytes:
+        """The decrypted slice of the inner payload chain that the SKF payload of
+        ``message`` carries (padding removed). Raises :class:`AuthenticationFailed` when
+        its ICV or tag is wrong, so that a forged fragment is never collected (RFC 7383
+        §2.6), and :class:`MalformedMessage` for bad structure after a good ICV.
+        """
+        skf = message.payloads[-1] if message.payloads else None
+        if not isinstance(skf, EncryptedFragment):
+            raise MalformedMessage("message has no SKF payload")
+        data = bytes(data)
+        body = skf.body
+        enc = self.encryption
+        if len(body) < enc.iv_size + self._icv_size + 1:
+            raise AuthenticationFailed("SKF payload too short for IV and ICV")
+        before_iv = data[:len(data) - len(body)]
+        iv = body[:enc.iv_size]
+        if enc.aead:
+            plaintext = self._cipher.decrypt(iv, body[enc.iv_size:], before_iv)
+        else:
+            if not self._mac.verify(data[:-self._icv_size],  # type: ignore[union-attr]
+                                    body[-self._icv_size:]):
+                raise AuthenticationFailed("SKF payload ICV mismatch")
+            ciphertext = body[enc.iv_size:-self._icv_size]
+            if not ciphertext or len(ciphertext) % enc.block_size:
+                raise MalformedMessage("SKF ciphertext is not a whole number of blocks")
+            plaintext = self._cipher.decrypt(iv, ciphertext, b"")
+        pad = plaintext[-1]
+        if pad + 1 > len(plaintext):
+            raise MalformedMessage(f"Pad Length {pad} exceeds the SKF plaintext")
+        return plaintext[:-1 - pad]
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import os
 import re
 import select
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -207,6 +209,25 @@ class Lab:
     def restart_gateway(self, name: str) -> None:
         self.network.stop_gateway(name)
         self.network.start_gateway(name)
+
+    def kill_gateway(self, name: str, timeout: float = 5.0) -> int:
+        """Kill ``name``'s gateway process with SIGKILL, as a crash would: no DELETE is sent,
+        its SAs stay in the peer's tables until dead peer detection (RFC 7296 §2.4) finds
+        out. The process is the one the lab started (its recorded handle), by PID. Returns
+        the PID. The lab's tear-down still cleans up after the dead gateway."""
+        node = self.node(name)
+        handle = node.handle
+        if handle is None or not node.started:
+            raise IpsecLabError(f"{name}: no gateway process of the lab is running there")
+        if handle.poll() is not None:
+            raise IpsecLabError(f"{name}: its gateway (PID {handle.pid}) has already exited")
+        os.kill(handle.pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while handle.poll() is None:  # reaps it, so it leaves no zombie behind
+            if time.monotonic() > deadline:
+                raise IpsecLabError(f"{name}: PID {handle.pid} survived SIGKILL for {timeout:g} s")
+            time.sleep(0.02)
+        return handle.pid
 
     def cli(self) -> None:
         """Mininet's interactive command line on this network (node names carry the prefix)."""
