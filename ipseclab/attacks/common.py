@@ -88,13 +88,23 @@ def gateway_specs(directory: Path) -> dict:
 @contextlib.contextmanager
 def attack_lab(attack: str, config: str, workdir: Path | None = None,
                topology: str = TOPOLOGY) -> Iterator[Any]:
-    """A running lab whose gateways use the attack's ``config``; torn down on leaving."""
+    """A running lab whose gateways use the attack's ``config``; torn down on leaving.
+
+    Without a ``workdir`` the lab's files (captures, logs, key log) live in a temporary
+    directory that goes with the lab.
+    """
+    import tempfile
+
     import ipseclab.lab.ipseclab_gateway  # noqa: F401  registers impl ipseclab
     from ipseclab.lab.api import Lab
 
-    with Lab(topology, workdir=workdir,
-             gateways=gateway_specs(config_dir(attack, config))) as lab:
-        yield lab
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(
+                prefix=f"ipseclab-{attack}-")))
+        with Lab(topology, workdir=workdir,
+                 gateways=gateway_specs(config_dir(attack, config))) as lab:
+            yield lab
 
 
 @contextlib.contextmanager
