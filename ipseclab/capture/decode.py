@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 
 from ipseclab.capture.ike_decode import IkeKeys, IkeView, view_message
 from ipseclab.capture.keys import sa_from_entry
@@ -208,6 +209,19 @@ def _ike(frame: DecodedFrame, message: bytes, ring: KeyRing) -> DecodedFrame:
     return frame
 
 
+_ADDRESS_TEXT: dict[bytes, str] = {}
+
+
+def _text(address: bytes) -> str:
+    """An address as text; a capture has few distinct ones, so they are remembered."""
+    text = _ADDRESS_TEXT.get(address)
+    if text is None:
+        if len(_ADDRESS_TEXT) > 4096:
+            _ADDRESS_TEXT.clear()
+        text = _ADDRESS_TEXT[address] = str(ip_address(address))
+    return text
+
+
 def decode_packet(number: int, time: float, packet: bytes | None, ring: KeyRing) -> DecodedFrame:
     """Decode one IP packet (None for a frame that carries no IP)."""
     if packet is None:
@@ -216,7 +230,7 @@ def decode_packet(number: int, time: float, packet: bytes | None, ring: KeyRing)
         hdr = ip.parse_header(packet)
     except ip.MalformedIP as exc:
         return DecodedFrame(number, time, "other", Status.MALFORMED.value, detail=str(exc))
-    frame = DecodedFrame(number, time, "other", "ok", str(hdr.src), str(hdr.dst),
+    frame = DecodedFrame(number, time, "other", "ok", _text(hdr.src_bytes), _text(hdr.dst_bytes),
                          next_header=hdr.next_header)
     start = hdr.header_length
     proto = hdr.next_header
