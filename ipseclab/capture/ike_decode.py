@@ -7,7 +7,10 @@ ones too, which is what a ladder diagram of the handshake needs.
 
 Payload names follow the RFC's notation where it is unambiguous: ``Ni`` in a request and
 ``Nr`` in a response (§1.2, §1.3), ``N(TYPE)`` for a Notify, ``SK`` for the Encrypted
-payload (§3.14) whose contents :attr:`IkeView.inner` lists.
+payload (§3.14) whose contents :attr:`IkeView.inner` lists, ``SKF(i/n)`` for fragment i of n
+of a fragmented message (RFC 7383 §2.5). :class:`IkeKeys` also collects the fragments it
+has opened, so the view of the fragment that completes a message lists the whole message's
+payloads.
 
 :func:`ike_packet` goes the other way: it wraps an IKE message into the IP/UDP packet a
 capture of the wire would show (with the non-ESP marker on port 4500, RFC 3948 §2.2).
@@ -22,9 +25,10 @@ from ipseclab.crypto import transforms
 from ipseclab.crypto.transforms import EncryptionAlgorithm, IntegrityAlgorithm
 from ipseclab.errors import AuthenticationFailed, IpsecLabError
 from ipseclab.ike.constants import ExchangeType, NotifyType, PayloadType
-from ipseclab.ike.message import Message, parse_message
+from ipseclab.ike.fragments import FragmentLimits, Reassembly
+from ipseclab.ike.message import Message, parse_message, parse_payload_chain
 from ipseclab.ike.payload_base import MalformedMessage, Payload
-from ipseclab.ike.payloads import Encrypted, Notify
+from ipseclab.ike.payloads import Encrypted, EncryptedFragment, Notify
 from ipseclab.ike.sk import SkCipher
 from ipseclab.ipsec import ip
 from ipseclab.ipsec.udpencap import IKE_PORT, NON_ESP_MARKER
@@ -43,6 +47,8 @@ _INTEGRITY_BY_NAME: dict[str, IntegrityAlgorithm] = {
 
 
 def _payload_name(p: Payload, response: bool) -> str:
+    if isinstance(p, EncryptedFragment):
+        return f"SKF({p.fragment_number}/{p.total_fragments})"
     if isinstance(p, Notify):
         try:
             return f"N({NotifyType(p.notify_type).name})"
@@ -80,13 +86,15 @@ class IkeView:
     message: Message | None = field(default=None, repr=False)
     inner_payloads: list[Payload] | None = field(default=None, repr=False)
     data: bytes = field(default=b"", repr=False)
+    fragment: tuple[int, int] | None = None  # (Fragment Number, Total Fragments) of SKF
 
     @property
     def shown_payloads(self) -> list[str]:
-        """The payload names with SK's contents in braces: ``['SK{IDi, AUTH, SA, TSi, TSr}']``."""
+        """The payload names with SK's contents in braces: ``['SK{IDi, AUTH, SA, TSi, TSr}']``;
+        for the fragment that completed a message, the whole message's: ``SKF(2/2){IDi, ..}``."""
         shown = list(self.payloads)
-        if self.inner is not None and "SK" in shown:
-            shown[shown.index("SK")] = "SK{" + ", ".join(self.inner) + "}"
+        if self.inner is not None and shown and shown[-1].startswith(("SK", "SKF(")):
+            shown[-1] = shown[-1] + "{" + ", ".join(self.inner) + "}"
         return shown
 
     def describe(self) -> str:
@@ -113,6 +121,21 @@ class IkeKeys:
     def __init__(self, entries: Iterable[IkeSaEntry] = ()) -> None:
         self._entries = {(e.spi_i, e.spi_r): e for e in entries}
         self._ciphers: dict[tuple[bytes, bytes, bool], SkCipher | None] = {}
+        # SKF fragments opened so far, per (SPIs, sender, R flag): RFC 7383 §2.6
+        self._fragments: dict[tuple[bytes, bytes, bool, bool], Reassembly] = {}
+
+    def reassemble(self, msg: Message, chunk: bytes) -> tuple[int, bytes] | None:
+        """Keep one opened SKF fragment; (first inner type, inner chain) once the message
+        is whole. Bounded like the engine's reassembly, and to 256 messages at a time."""
+        skf = msg.payloads[-1]
+        assert isinstance(skf, EncryptedFragment)
+        key = (msg.spi_i, msg.spi_r, msg.is_initiator, msg.is_response)
+        if key not in self._fragments and len(self._fragments) >= 256:
+            self._fragments.pop(next(iter(self._fragments)))
+        reassembly = self._fragments.setdefault(key, Reassembly(FragmentLimits(
+            timeout=float("inf"))))
+        return reassembly.add(msg.message_id, skf.fragment_number, skf.total_fragments,
+                              skf.first_inner, chunk, 0.0)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -164,7 +187,10 @@ def view_message(data: bytes, keys: IkeKeys | None = None) -> IkeView:
     view = IkeView(exchange, msg.message_id, msg.is_initiator, response, msg.spi_i,
                    msg.spi_r, [_payload_name(p, response) for p in msg.payloads], message=msg,
                    data=data)
-    if not msg.payloads or not isinstance(msg.payloads[-1], Encrypted):
+    last = msg.payloads[-1] if msg.payloads else None
+    if isinstance(last, EncryptedFragment):
+        view.fragment = (last.fragment_number, last.total_fragments)
+    elif not isinstance(last, Encrypted):
         return view
     try:
         cipher = keys.cipher(msg.spi_i, msg.spi_r, msg.is_initiator) if keys else None
@@ -175,7 +201,15 @@ def view_message(data: bytes, keys: IkeKeys | None = None) -> IkeView:
         view.status, view.detail = "no_sa", "no IKE keys for these SPIs"
         return view
     try:
-        inner = cipher.open(data, msg)
+        if view.fragment is not None:
+            done = keys.reassemble(msg, cipher.open_fragment(data, msg))  # type: ignore
+            if done is None:
+                view.detail = f"fragment {view.fragment[0]} of {view.fragment[1]}"
+                return view
+            inner = parse_payload_chain(*done)
+            view.detail = f"reassembled from {view.fragment[1]} fragments (RFC 7383)"
+        else:
+            inner = cipher.open(data, msg)
     except AuthenticationFailed as exc:
         view.status, view.detail = "auth_failed", str(exc)
         return view

@@ -798,6 +798,7 @@ class _Loader:
         kw["local_auth"] = local.method
         kw["remote_auth"] = remote.method
         kw["send_cert"], kw["send_certreq"] = ext.send_cert, ext.send_certreq
+        kw["fragmentation"] = ext.fragmentation
         kw["pools"] = [pools[name].address_pool() for name in ext.pools
                        if name in pools and pools[name].addrs not in ("dhcp", "radius")]
         if local.method == "pubkey":

@@ -223,8 +223,9 @@ class IkeSa(IkeAuthExchange):
         larger than a fragment may be (RFC 7383 §2.5)."""
         data = self.sk_out.seal(header, inner)  # type: ignore[union-attr]
         config = self.config
-        if not self.peer_fragmentation or config is None or config.fragmentation not in (
-                "yes", "force"):
+        if (len(data) <= self.engine.fragment_size - 52  # fits with any IP/UDP overhead
+                or not self.peer_fragmentation or config is None
+                or config.fragmentation not in ("yes", "force")):
             return [data]
         limit = max_message_size(self.engine.fragment_size, self.local, self.remote)
         if len(data) <= limit:

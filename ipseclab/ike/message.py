@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from ipseclab.ike.constants import ExchangeType, HeaderFlag, NotifyType, PayloadType, enum_or_int
 from ipseclab.ike.payload_base import MalformedMessage, Payload, require
@@ -124,33 +124,41 @@ def parse_payload_chain(first_type: int, data: bytes) -> list[Payload]:
 
 
 def _parse_chain(next_type: int, data: bytes, base: int, *, outer: bool) -> list[Payload]:
-    """Walk the chain; ``base`` is where ``data`` starts in the message, for error texts."""
+    """Walk the chain; ``base`` is where ``data`` starts in the message, for error texts.
+
+    Error texts are built only when a check fails: this runs for every payload received."""
     payloads: list[Payload] = []
     offset = 0
+    end = len(data)
     while next_type != PayloadType.NONE:
-        name = _type_name(next_type)
-        at = f"{name} payload at offset {base + offset}"
-        require(len(data) - offset >= GENERIC_HEADER_SIZE, f"{at}: generic header truncated")
+        if end - offset < GENERIC_HEADER_SIZE:
+            _malformed(next_type, base + offset, "generic header truncated")
         following, flags, length = _GENERIC.unpack_from(data, offset)
         critical = bool(flags & _CRITICAL)
-        require(length >= GENERIC_HEADER_SIZE, f"{at}: Payload Length {length} is below 4")
-        require(offset + length <= len(data), f"{at}: Payload Length {length} overruns message")
+        if length < GENERIC_HEADER_SIZE:
+            _malformed(next_type, base + offset, f"Payload Length {length} is below 4")
+        if offset + length > end:
+            _malformed(next_type, base + offset, f"Payload Length {length} overruns message")
         body = data[offset + GENERIC_HEADER_SIZE:offset + length]
         payload_class = PAYLOAD_CLASSES.get(next_type)
-        encrypted = payload_class in (Encrypted, EncryptedFragment)
+        encrypted = payload_class is Encrypted or payload_class is EncryptedFragment
         if payload_class is None and critical:
-            raise MalformedMessage(f"{at}: unknown payload type marked critical",
+            raise MalformedMessage(f"{_at(next_type, base + offset)}: unknown payload type"
+                                   " marked critical",
                                    notify=NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD,
                                    data=bytes([next_type]))
         if encrypted:
-            require(outer, f"{at}: encrypted payload inside an encrypted payload")
-            require(offset + length == len(data), f"{at}: encrypted payload is not the last one")
+            if not outer:
+                _malformed(next_type, base + offset,
+                           "encrypted payload inside an encrypted payload")
+            if offset + length != end:
+                _malformed(next_type, base + offset, "encrypted payload is not the last one")
         try:
             payload = (UnknownPayload(next_type, body) if payload_class is None
                        else payload_class.parse(body))
         except MalformedMessage as error:
-            raise MalformedMessage(f"{at}: {error}", notify=error.notify,
-                                   data=error.data) from None
+            raise MalformedMessage(f"{_at(next_type, base + offset)}: {error}",
+                                   notify=error.notify, data=error.data) from None
         if encrypted:
             payload.first_inner = following  # type: ignore[attr-defined]
             following = PayloadType.NONE
@@ -158,8 +166,16 @@ def _parse_chain(next_type: int, data: bytes, base: int, *, outer: bool) -> list
         payloads.append(payload)
         offset += length
         next_type = following
-    require(offset == len(data), f"{len(data) - offset} octets follow the last payload")
+    require(offset == end, f"{end - offset} octets follow the last payload")
     return payloads
+
+
+def _at(payload_type: int, offset: int) -> str:
+    return f"{_type_name(payload_type)} payload at offset {offset}"
+
+
+def _malformed(payload_type: int, offset: int, problem: str) -> NoReturn:
+    raise MalformedMessage(f"{_at(payload_type, offset)}: {problem}")
 
 
 def build_payload_chain(payloads: Sequence[Payload]) -> tuple[int, bytes]:
