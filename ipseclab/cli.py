@@ -87,10 +87,11 @@ def _decode(p: argparse.ArgumentParser):
         ring = KeyRing(entries, sas, ike_entries=ike_entries)
         out = sys.stdout
         counts: dict[str, int] = {}
+        encode = json.JSONEncoder(check_circular=False).encode
         for frame in decode_capture(a.capture, ring):
             counts[frame.status] = counts.get(frame.status, 0) + 1
             if a.json:
-                out.write(json.dumps(frame.to_json()) + "\n")
+                out.write(encode(frame.to_json()) + "\n")
             else:
                 out.write(frame_line(frame) + "\n")
         if not a.json:

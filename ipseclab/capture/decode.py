@@ -108,11 +108,14 @@ class DecodedFrame:
     def _ike_json(self) -> dict:
         v = self.ike
         if v is None:
-            return {"exchange": None, "message_id": None, "initiator": None, "response": None,
-                    "spi_i": None, "spi_r": None, "payloads": None, "sk_payloads": None}
+            return _NO_IKE
         return {"exchange": v.exchange, "message_id": v.message_id, "initiator": v.initiator,
                 "response": v.response, "spi_i": v.spi_i.hex(), "spi_r": v.spi_r.hex(),
                 "payloads": list(v.payloads), "sk_payloads": v.inner}
+
+
+_NO_IKE = {"exchange": None, "message_id": None, "initiator": None, "response": None,
+           "spi_i": None, "spi_r": None, "payloads": None, "sk_payloads": None}
 
 
 class KeyRing:
