@@ -14,6 +14,8 @@ A child SA's life (the ``state`` field)::
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 from dataclasses import dataclass, field
 
 from ipseclab.crypto.dh import DhPrivate
@@ -96,11 +98,19 @@ def build_child_sas(child: ChildSa, *, initiator: bool, prf: PrfAlgorithm, sk_d:
     common = dict(protocol="esp", mode=mode, encryption=encryption, integrity=integrity,
                   replay_window=child.config.replay_window, esn=esn, reqid=child.reqid,
                   selector=selector)
+    here, there = _address(local[0]), _address(remote[0])
     child.outbound = SecurityAssociation(
-        child.spi_out, local[0], remote[0], encryption_key=out_keys[0],
+        child.spi_out, here, there, encryption_key=out_keys[0],
         integrity_key=out_keys[1], encap=UdpEncap(local[1], remote[1]) if nat else None,
         **common)
     child.inbound = SecurityAssociation(
-        child.spi_in, remote[0], local[0], encryption_key=in_keys[0],
+        child.spi_in, there, here, encryption_key=in_keys[0],
         integrity_key=in_keys[1], encap=UdpEncap(remote[1], local[1]) if nat else None,
         **common)
+
+
+@functools.lru_cache(maxsize=1024)
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An IKE endpoint as an address object, parsed once: addresses are immutable, and every
+    child SA of a peer has the same two."""
+    return ipaddress.ip_address(text)

@@ -17,6 +17,7 @@ one of ``remote_cacerts``, or one of the pinned ``remote_certs``). Certificates 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -126,7 +127,7 @@ class ChildConfig:
     def selectors(self, which: str, address: str) -> list[TrafficSelector]:
         """``local_ts`` or ``remote_ts`` as selectors; ``dynamic`` becomes ``address``."""
         texts = self.local_ts if which == "local" else self.remote_ts
-        return [TrafficSelector.parse(address if t.strip() == DYNAMIC else t) for t in texts]
+        return list(_parse_selectors(tuple(texts), address))
 
 
 @dataclass
@@ -253,8 +254,20 @@ class IkeConfig:
         return _address_in(local, self.local_addrs) and _address_in(remote, self.remote_addrs)
 
 
+@functools.lru_cache(maxsize=1024)
+def _parse_selectors(texts: tuple[str, ...], address: str) -> tuple[TrafficSelector, ...]:
+    """The selectors of a ``local_ts``/``remote_ts`` list, parsed once per list and address
+    (every negotiation asks again; the selectors are frozen, so sharing them is safe)."""
+    return tuple(TrafficSelector.parse(address if t.strip() == DYNAMIC else t) for t in texts)
+
+
+@functools.lru_cache(maxsize=1024)
+def _ip_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(text)
+
+
 def _address_in(address: str, allowed: list[str]) -> bool:
-    addr = ipaddress.ip_address(address)
+    addr = _ip_address(address)
     for text in allowed:
         text = text.strip()
         if text in ("%any", "%any4", "%any6", "0.0.0.0/0", "::/0"):

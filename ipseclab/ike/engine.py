@@ -23,6 +23,7 @@ themselves are :class:`ipseclab.ike.ike_sa.IkeSa`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import os
@@ -439,6 +440,7 @@ class IkeEngine:
                 del self._half_open[key]
 
 
+@functools.lru_cache(maxsize=1024)
 def _concrete(address: str) -> bool:
     try:
         ipaddress.ip_address(address)

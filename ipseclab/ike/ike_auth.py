@@ -55,6 +55,9 @@ from ipseclab.ike.payloads import (
     IDr,
     Notify,
 )
+from ipseclab.ike.sa_common import State
+from ipseclab.ike.sa_common import find_payload as _find
+from ipseclab.ike.sa_common import notify_name as _notify_name
 from ipseclab.ipsec.pad import parse_der_dn
 
 if TYPE_CHECKING:
@@ -250,8 +253,6 @@ class IkeAuthExchange:
     # -- initiator ------------------------------------------------------------------------------
 
     def _send_auth(self: IkeSa, now: float) -> None:
-        from ipseclab.ike.ike_sa import State
-
         config = self.config
         assert config is not None
         try:
@@ -457,15 +458,6 @@ def _vip_request(vip: str) -> ConfigAttribute:
                                    else str(address))
 
 
-def _find(payloads: list[Payload], cls: type) -> Payload | None:
-    return next((p for p in payloads if isinstance(p, cls)), None)  # type: ignore[return-value]
-
-
-def _notify_name(notify: int) -> str:
-    try:
-        return NotifyType(notify).name
-    except ValueError:
-        return f"notify {notify}"
 
 
 def _fail_reason(error: ConfigError) -> str:

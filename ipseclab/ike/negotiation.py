@@ -275,6 +275,7 @@ def selectors_to_wire(selectors: Iterable[TrafficSelector]) -> list[ts_payload.T
     for ts in selectors:
         fields = ts.to_ike()
         out.append(ts_payload.TrafficSelector(
-            ipaddress.ip_address(fields.start_addr), ipaddress.ip_address(fields.end_addr),
+            ts_payload.address_from_packed(fields.start_addr),
+            ts_payload.address_from_packed(fields.end_addr),
             fields.proto, fields.start_port, fields.end_port))
     return out

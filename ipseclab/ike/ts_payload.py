@@ -11,6 +11,7 @@ other types (RFC 4595 Fibre Channel, RFC 9478 security labels) are kept as raw b
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from dataclasses import dataclass, field
@@ -75,6 +76,13 @@ class RawSelector:
         return _SELECTOR_HEADER.pack(self.ts_type, 0, 4 + len(self.data)) + self.data
 
 
+@functools.lru_cache(maxsize=1024)
+def address_from_packed(packed: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """A 4- or 16-octet address as an address object. Cached: address objects are immutable,
+    and a peer names the same few subnets in every exchange."""
+    return ipaddress.ip_address(packed)
+
+
 def _parse_selector(data: bytes) -> tuple[TrafficSelector | RawSelector, int]:
     """Read the selector at the start of ``data``: (selector, its length)."""
     require(len(data) >= 4, "traffic selector truncated")
@@ -87,8 +95,8 @@ def _parse_selector(data: bytes) -> tuple[TrafficSelector | RawSelector, int]:
     require(length == 8 + 2 * address_size,
             f"{TSType(ts_type).name} selector length is {length}, not {8 + 2 * address_size}")
     _, _, _, start_port, end_port = _SELECTOR.unpack_from(data)
-    start = ipaddress.ip_address(data[8:8 + address_size])
-    end = ipaddress.ip_address(data[8 + address_size:length])
+    start = address_from_packed(data[8:8 + address_size])
+    end = address_from_packed(data[8 + address_size:length])
     return TrafficSelector(start, end, ip_protocol, start_port, end_port), length
 
 
