@@ -118,7 +118,7 @@ def parse(text: str, file: str = "<string>") -> ManualConfig:
     config = ManualConfig(source=file)
     commands: list[tuple[int, str]] = []
     pending, start = "", 0
-    for number, raw in enumerate(text.splitlines(), 1):
+    for number, raw in enumerate(text.split("\n"), 1):
         if raw.strip().lower().replace(" ", "") == INSECURE_DIRECTIVE.replace(" ", ""):
             config.insecure = True
         line = raw.split("#", 1)[0].rstrip() if "#" in raw else raw.rstrip()

@@ -59,7 +59,10 @@ class IkeKeySizes:
 
 @dataclass(frozen=True)
 class IkeKeys:
-    """The seven keys of an IKE SA, in the order RFC 7296 §2.14 takes them from prf+."""
+    """The seven keys of an IKE SA, in the order RFC 7296 §2.14 takes them from prf+.
+
+    ``repr`` gives only the key sizes: a logged or printed IkeKeys must not leak keys.
+    """
 
     SK_d: bytes
     SK_ai: bytes
@@ -68,6 +71,10 @@ class IkeKeys:
     SK_er: bytes
     SK_pi: bytes
     SK_pr: bytes
+
+    def __repr__(self) -> str:
+        return (f"IkeKeys(SK_d={len(self.SK_d)}, SK_a={len(self.SK_ai)}, SK_e={len(self.SK_ei)},"
+                f" SK_p={len(self.SK_pi)} octets)")
 
 
 def ike_keys(prf: PrfAlgorithm, skeyseed: bytes, ni: bytes, nr: bytes, spi_i: bytes,

@@ -92,7 +92,8 @@ def unprotect(sa: SecurityAssociation, datagram: bytes) -> Unprotected:
                 plaintext = fast[1](fast[2] + datagram[8:16], datagram[16:], datagram[:8])
             except InvalidTag:
                 counters.auth_failed += 1
-                return Unprotected(Status.AUTH_FAILED, sa.spi, seq, sa=sa, detail="ICV mismatch")
+                return Unprotected(Status.AUTH_FAILED, int.from_bytes(datagram[:4], "big"), seq,
+                                   sa=sa, detail="ICV mismatch")
             sa.replay.update(seq)
             return _trailer(sa, plaintext, sa.spi, seq)
     enc = sa.encryption
@@ -224,8 +225,8 @@ def inner_packet(sa: SecurityAssociation, result: Unprotected,
             result.detail = f"tunnel mode SA, but next header is {result.next_header}"
             return result
         length = ip.packet_length(payload) if len(payload) >= 20 else 0
-        if payload[0] >> 4 != (4 if result.next_header == ip.PROTO_IPV4 else 6) \
-                or not 20 <= length <= len(payload):
+        if not 20 <= length <= len(payload) \
+                or payload[0] >> 4 != (4 if result.next_header == ip.PROTO_IPV4 else 6):
             result.status = Status.MALFORMED
             result.detail = "the inner packet's header does not fit what ESP carried"
             return result
@@ -250,13 +251,15 @@ def decapsulate(sa: SecurityAssociation, packet: bytes) -> Unprotected:
         # without ESN, the next packet in order. Anything unusual takes the general path.
         seq = int.from_bytes(packet[24:28], "big")
         total = (packet[2] << 8) | packet[3]
-        if seq > sa.replay.highest and total <= len(packet):
+        if seq > sa.replay.highest and 56 <= total <= len(packet):
             try:
                 plaintext = fast[1](fast[2] + packet[28:36], packet[36:total], packet[20:28])
             except InvalidTag:
                 sa.counters.auth_failed += 1
-                return Unprotected(Status.AUTH_FAILED, sa.spi, seq, sa=sa, detail="ICV mismatch")
+                return Unprotected(Status.AUTH_FAILED, int.from_bytes(packet[20:24], "big"),
+                                   seq, sa=sa, detail="ICV mismatch")
             sa.replay.update(seq)
+            # total >= 56 leaves at least 4 octets of plaintext (the ICV is at most 16).
             pad = plaintext[-2]
             end = len(plaintext) - 2 - pad
             if (plaintext[-1] == ip.PROTO_IPV4 and end >= 20 and plaintext[0] >> 4 == 4
