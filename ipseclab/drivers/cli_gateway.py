@@ -128,7 +128,7 @@ def register(command: Callable[[str, str], Callable]) -> None:
 
 
 def _socket_path(path: Path | None, name: str | None) -> Path:
-    from ipseclab.drivers.gateway import CONTROL_DIR, default_control_path
+    from ipseclab.drivers.control import CONTROL_DIR, default_control_path
 
     if path is not None:
         return path
@@ -170,9 +170,14 @@ def request_gateway(path: Path, request: dict[str, Any], timeout: float = 10.0) 
         sock.close()
     if not buf:
         raise IpsecLabError(f"the gateway at {path} closed the connection without a reply")
-    reply = json.loads(buf)
+    try:
+        reply = json.loads(buf)
+    except ValueError:
+        reply = None
+    if not isinstance(reply, dict):
+        raise IpsecLabError(f"{path} answered something that is not an ipseclab gateway's reply")
     if not reply.get("ok"):
-        raise IpsecLabError(reply.get("error", "the gateway refused the request"))
+        raise IpsecLabError(str(reply.get("error", "the gateway refused the request")))
     return reply.get("result")
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import json
 import logging
 import os
 import signal
@@ -39,6 +38,7 @@ from pathlib import Path
 from time import monotonic
 from typing import Any, Protocol
 
+from ipseclab.drivers.control import CONTROL_DIR, ControlServer, default_control_path  # noqa: F401
 from ipseclab.drivers.netconf import NetConf, NetConfError, local_addresses
 from ipseclab.drivers.netconf import ip as ip_command
 from ipseclab.drivers.tun import DEFAULT_MTU, TunDevice
@@ -56,7 +56,6 @@ log = logging.getLogger("ipseclab.gateway")
 DEFAULT_MARK = 0x1E5
 DEFAULT_TABLE = 485  # 0x1e5
 RULE_PRIORITY = 220  # before main (32766); strongSwan uses 220 for its own table too
-CONTROL_DIR = Path("/run/ipseclab")
 BATCH = 64  # packets handled per wake-up of one reader before yielding to the others
 
 SO_MARK = 36
@@ -64,10 +63,6 @@ IP_PKTINFO = 8
 IPV6_HDRINCL = 36
 _IN_PKTINFO = struct.Struct("=I4s4s")  # ifindex, spec_dst, addr (the header's destination)
 _IN6_PKTINFO = struct.Struct("=16sI")  # addr, ifindex
-
-
-def default_control_path(name: str) -> Path:
-    return CONTROL_DIR / f"{name}.sock"
 
 
 class IkeHandler(Protocol):
@@ -196,8 +191,7 @@ class Gateway:
         self._routes: dict[tuple[int, str], list[str]] = {}
         self._addresses = _AddressCache()
         self._stop = asyncio.Event()
-        self._server: asyncio.AbstractServer | None = None
-        self._control_path: Path | None = None
+        self._control: ControlServer | None = None
         self._keylog = None
         self._keylogged: set[tuple[int, str]] = set()
         self._pidfile_written = False
@@ -229,7 +223,8 @@ class Gateway:
             o.pidfile.parent.mkdir(parents=True, exist_ok=True)
             o.pidfile.write_text(f"{os.getpid()}\n")
             self._pidfile_written = True
-        await self._start_control()
+        self._control = ControlServer(o.control or default_control_path(o.name), self.handle)
+        await self._control.start()
         self.tun = TunDevice(o.tun, self.netconf, mtu=o.mtu)
         self._configure_kernel()
         self._open_sockets()
@@ -267,13 +262,8 @@ class Gateway:
                 loop.remove_reader(sock.fileno())
             sock.close()
         self._sockets.clear()
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 1)
-        if self._control_path is not None:
-            with contextlib.suppress(OSError):
-                self._control_path.unlink()
+        if self._control is not None:
+            await self._control.close()
         self._routes.clear()
         self.netconf.undo()
         if self.tun is not None:
@@ -716,41 +706,7 @@ class Gateway:
                 continue
             self._keylogged.add((sa.spi, str(sa.dst)))
 
-    # -- control socket ----------------------------------------------------------------
-
-    async def _start_control(self) -> None:
-        path = self.options.control or default_control_path(self.options.name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            try:
-                _r, w = await asyncio.open_unix_connection(str(path))
-                w.close()
-                raise ConfigError(f"a gateway is already running at {path}")
-            except (ConnectionRefusedError, FileNotFoundError):
-                path.unlink(missing_ok=True)
-        old = os.umask(0o077)
-        try:
-            self._server = await asyncio.start_unix_server(self._client, str(path))
-        finally:
-            os.umask(old)
-        self._control_path = path
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while line := await reader.readline():
-                try:
-                    request = json.loads(line)
-                    reply = {"ok": True, "result": self.handle(request)}
-                except IpsecLabError as exc:
-                    reply = {"ok": False, "error": str(exc)}
-                except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                    reply = {"ok": False, "error": f"bad request: {exc}"}
-                writer.write(json.dumps(reply).encode() + b"\n")
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
+    # -- control commands (served by drivers/control.py) ------------------------------
 
     def handle(self, request: dict[str, Any]) -> Any:
         """One control command (JSON in, JSON-able out); see ``ipseclab ctl --help``."""

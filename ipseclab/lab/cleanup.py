@@ -96,8 +96,10 @@ class RunDir:
             return []
         out = []
         for line in lines:
-            pid, start, what = line.split(" ", 2)
-            out.append(Recorded(int(pid), start, what))
+            # A line cut short (the owner killed mid-write) must not stop the clean-up.
+            parts = line.split(" ", 2)
+            if len(parts) == 3 and parts[0].isdigit():
+                out.append(Recorded(int(parts[0]), parts[1], parts[2]))
         return out
 
     def teardown(self) -> list[str]:

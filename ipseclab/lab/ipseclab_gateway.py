@@ -31,9 +31,18 @@ class IpseclabLauncher(GatewayLauncher):
     def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
         self.control: Path | None = None
+        self.log = Path("gateway.log")
         self.node_name = ""
 
     def start(self, node: LabNode, gateway: GatewaySpec, workdir: Path) -> ProcessHandle | None:
+        self.spawn(node, gateway, workdir)
+        return self.wait_ready()
+
+    def parallel(self, gateway: GatewaySpec) -> bool:
+        # Manual SAs send nothing until traffic comes; an IKE config may initiate at once.
+        return not any(c.name.endswith(".conf") for c in gateway.config)
+
+    def spawn(self, node: LabNode, gateway: GatewaySpec, workdir: Path) -> None:
         manual = [c for c in gateway.config if c.suffix == ".xfrm"]
         swanctl = [c for c in gateway.config if c.name.endswith(".conf")]
         if not manual and not swanctl:
@@ -41,7 +50,7 @@ class IpseclabLauncher(GatewayLauncher):
                               " manual SAs or a swanctl.conf (*.conf) for IKEv2")
         self.node_name = node.name
         self.control = workdir / "control.sock"
-        log = workdir / "gateway.log"
+        self.log = workdir / "gateway.log"
         args = [sys.executable, "-m", "ipseclab", "gateway", "--name", node.name,
                 "--control", str(self.control), "--keylog-dir", str(workdir.parent)]
         if manual:
@@ -56,16 +65,18 @@ class IpseclabLauncher(GatewayLauncher):
         # options: {args: [...]} passes more options, e.g. --ike-retransmit-tries 2;
         # {pki: lab} puts the run's lab PKI beside the swanctl.conf (ipseclab.lab.labpki)
         args += [str(x) for x in gateway.options.get("args", [])]
-        with open(log, "wb") as err:
+        with open(self.log, "wb") as err:
             self.proc = node.popen(args, "ipseclab gateway", stdout=subprocess.PIPE, stderr=err)
+
+    def wait_ready(self) -> ProcessHandle | None:
         try:
-            self._wait_ready(log)
+            self._wait_ready(self.log)
         except BaseException:
             # The lab stops only gateways that started; this one must not linger (or stay a
             # zombie with an open pipe) until the lab's tear-down.
             self.stop()
             raise
-        _CONTROL[node.name] = self.control
+        _CONTROL[self.node_name] = self.control
         return self.proc
 
     def _wait_ready(self, log: Path) -> None:

@@ -71,6 +71,24 @@ class GatewayLauncher(ABC):
     def stop(self) -> None:
         """Stop it again; called once per start, also during an emergency tear-down."""
 
+    # Two halves of start, so that Network.start_gateways can start many gateways at once and
+    # wait for them together. A launcher whose program can be started without waiting for it
+    # overrides both; the default does the whole start in the first half.
+
+    def parallel(self, gateway: GatewaySpec) -> bool:
+        """Whether this program may start alongside others: True only if it sends nothing on
+        its own (an IKE daemon that initiates at once would meet peers not yet listening, and
+        their ICMP port unreachable would show in the captures)."""
+        return False
+
+    def spawn(self, node: LabNode, gateway: GatewaySpec, workdir: Path) -> None:
+        """Start the program in ``node`` without waiting for it to be ready."""
+        self._spawned = self.start(node, gateway, workdir)
+
+    def wait_ready(self) -> ProcessHandle | None:
+        """Wait until the program :meth:`spawn` started is ready (stopping it if it fails)."""
+        return getattr(self, "_spawned", None)
+
 
 class NoopLauncher(GatewayLauncher):
     """impl none: the node only forwards, as a plain router."""
@@ -263,9 +281,46 @@ class Network:
             node.started = False
 
     def start_gateways(self) -> None:
-        for name, node in self.nodes.items():
-            if node.launcher is not None:
+        """Start every gateway program: those that may start together at once, then the rest.
+
+        A program whose launcher allows it (:meth:`GatewayLauncher.parallel`, e.g. manual SAs
+        only) is spawned in every such node first and waited for afterwards, so bringing up N
+        of them takes about as long as the slowest, not N times one. The others (IKE daemons
+        that initiate at once) follow one by one, in node order. If one fails, those already
+        spawned are stopped again before the error goes on.
+        """
+        assert self.workdir is not None
+        todo = [(n, node) for n, node in self.nodes.items()
+                if node.launcher is not None and node.gateway is not None and not node.started]
+        together = [(n, node) for n, node in todo
+                    if node.launcher.parallel(node.gateway)]  # type: ignore[union-attr,arg-type]
+        self._start_together(together)
+        for name, node in todo:
+            if not node.started:
                 self.start_gateway(name)
+
+    def _start_together(self, nodes: list[tuple[str, LabNode]]) -> None:
+        assert self.workdir is not None
+        spawned: list[LabNode] = []
+        try:
+            for name, node in nodes:
+                assert node.launcher is not None and node.gateway is not None
+                gw_dir = self.workdir / name
+                gw_dir.mkdir(exist_ok=True)
+                node.launcher.spawn(node, node.gateway, gw_dir)
+                spawned.append(node)
+            for node in spawned:
+                assert node.launcher is not None
+                node.handle = node.launcher.wait_ready()
+                node.started = True
+        except BaseException:
+            with signals_deferred():
+                for node in spawned:
+                    with contextlib.suppress(Exception):
+                        node.launcher.stop()  # type: ignore[union-attr]
+                    node.handle = None
+                    node.started = False
+            raise
 
     # captures
 
@@ -322,6 +377,8 @@ class Network:
                     self.stop_capture(capture)
             for node in self.nodes.values():
                 if node.launcher is not None and node.started:
+                    node.started = False
+                    node.handle = None
                     with contextlib.suppress(Exception):
                         node.launcher.stop()
             if self._net is not None:
