@@ -182,6 +182,7 @@ class Network:
     run: RunDir | None = field(default=None, init=False)
     _net: Any = field(default=None, init=False)
     _captures: list[Capture] = field(default_factory=list, init=False)
+    _own_workdir: bool = field(default=False, init=False)  # made by start(), removed if empty
 
     def gateway_spec(self, name: str) -> GatewaySpec | None:
         return self.gateways.get(name, self.topology.node(name).gateway)
@@ -201,6 +202,7 @@ class Network:
         mn_net = _mininet()
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="ipseclab-"))
+            self._own_workdir = True
         self.workdir.mkdir(parents=True, exist_ok=True)
         _raise_nofile()
         self.run = RunDir.create()
@@ -392,6 +394,11 @@ class Network:
             if self.run is not None:
                 removed += self.run.teardown()
                 self.run = None
+            if self._own_workdir and self.workdir is not None:
+                # A directory we made ourselves goes too, unless it holds captures or logs
+                # the caller may still want to read.
+                with contextlib.suppress(OSError):
+                    self.workdir.rmdir()
         return removed
 
 
