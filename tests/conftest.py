@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,38 @@ def sa_pair(enc: str | None, integ: str | None, *, mode: str = "transport", v6: 
                 encryption_key=os.urandom(e.keymat_size) if e else b"", integrity=i,
                 integrity_key=os.urandom(i.key_size) if i else b"", **kw)
     return SecurityAssociation(**args), SecurityAssociation(**args)
+
+
+def ns_run(ns: str, *args: str) -> None:
+    """``ip -n NS ARGS``, failing loudly."""
+    subprocess.run(["ip", "-n", ns, *args], check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def peer_namespaces(prefix: str, ours_addr: str, theirs_addr: str):
+    """Two namespaces joined by a veth ``wan0`` (/24), each with a LAN address on ``lo``.
+
+    ``ours`` gets 10.1.0.1/24 and ``theirs`` 10.2.0.1/24 on ``lo`` (kernel-libipsec routes
+    the remote LAN from an address of the local one). The veth is created straight inside
+    the namespaces, so nothing is named in the root namespace; both go again, also on failure.
+    """
+    tag = os.getpid() % 100000
+    ours, theirs = f"{prefix}-{tag}-o", f"{prefix}-{tag}-t"
+    try:
+        for ns in (ours, theirs):
+            subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
+        subprocess.run(["ip", "link", "add", "wan0", "netns", ours, "type", "veth", "peer",
+                        "name", "wan0", "netns", theirs], check=True, capture_output=True)
+        for ns, addr, lan in ((ours, ours_addr, "10.1.0.1/24"),
+                              (theirs, theirs_addr, "10.2.0.1/24")):
+            ns_run(ns, "addr", "add", f"{addr}/24", "dev", "wan0")
+            ns_run(ns, "link", "set", "wan0", "up")
+            ns_run(ns, "link", "set", "lo", "up")
+            ns_run(ns, "addr", "add", lan, "dev", "lo")
+        yield ours, theirs
+    finally:
+        for ns in (ours, theirs):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 @pytest.fixture

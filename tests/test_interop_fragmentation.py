@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import peer_namespaces
 from ipseclab.capture.pcap import ip_payload, read_capture
 from ipseclab.ike import testpki
 from ipseclab.ike.constants import ExchangeType, NotifyType
@@ -101,28 +102,11 @@ RUNNER = textwrap.dedent("""\
 """)
 
 
-def ns_run(ns: str, *args: str) -> None:
-    subprocess.run(["ip", "-n", ns, *args], check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def namespaces() -> Iterator[tuple[str, str]]:
-    tag = os.getpid() % 100000
-    ours, theirs = f"iplfr-{tag}-o", f"iplfr-{tag}-t"
-    try:
-        for ns in (ours, theirs):
-            subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
-        subprocess.run(["ip", "link", "add", "wan0", "netns", ours, "type", "veth", "peer",
-                        "name", "wan0", "netns", theirs], check=True, capture_output=True)
-        for ns, addr, lan in ((ours, OURS, "10.1.0.1/24"), (theirs, THEIRS, "10.2.0.1/24")):
-            ns_run(ns, "addr", "add", f"{addr}/24", "dev", "wan0")
-            ns_run(ns, "link", "set", "wan0", "up")
-            ns_run(ns, "link", "set", "lo", "up")
-            ns_run(ns, "addr", "add", lan, "dev", "lo")
-        yield ours, theirs
-    finally:
-        for ns in (ours, theirs):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    """Ours and strongSwan's namespaces, joined by a veth."""
+    with peer_namespaces("iplfr", OURS, THEIRS) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import peer_namespaces
 from ipseclab.lab import strongswan
 from ipseclab.lab.strongswan import Charon
 
@@ -81,31 +82,11 @@ secrets {{
 """
 
 
-def ns_run(ns: str, *args: str) -> None:
-    subprocess.run(["ip", "-n", ns, *args], check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def namespaces() -> Iterator[tuple[str, str]]:
     """iplss-<pid>-o (ours, 192.0.2.1) and iplss-<pid>-t (strongSwan, 192.0.2.2)."""
-    tag = os.getpid() % 100000
-    ours, theirs = f"iplss-{tag}-o", f"iplss-{tag}-t"
-    try:
-        for ns in (ours, theirs):
-            subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
-        # The veth is created straight inside the namespaces: nothing named in the root one.
-        subprocess.run(["ip", "link", "add", "wan0", "netns", ours, "type", "veth", "peer",
-                        "name", "wan0", "netns", theirs], check=True, capture_output=True)
-        for ns, addr, lan in ((ours, OURS, "10.1.0.1/24"), (theirs, THEIRS, "10.2.0.1/24")):
-            ns_run(ns, "addr", "add", f"{addr}/24", "dev", "wan0")
-            ns_run(ns, "link", "set", "wan0", "up")
-            ns_run(ns, "link", "set", "lo", "up")
-            # kernel-libipsec routes the remote LAN from an address of the local LAN
-            ns_run(ns, "addr", "add", lan, "dev", "lo")
-        yield ours, theirs
-    finally:
-        for ns in (ours, theirs):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    with peer_namespaces("iplss", OURS, THEIRS) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")
