@@ -230,7 +230,7 @@ def decode_packet(number: int, time: float, packet: bytes | None, ring: KeyRing)
     if packet is None:
         return DecodedFrame(number, time, "other", "ok", detail="not an IP packet")
     try:
-        hdr = ip.parse_header(packet)
+        hdr = ip.parse_inbound_header(packet)
     except ip.MalformedIP as exc:
         return DecodedFrame(number, time, "other", Status.MALFORMED.value, detail=str(exc))
     frame = DecodedFrame(number, time, "other", "ok", _text(hdr.src_bytes), _text(hdr.dst_bytes),

@@ -77,13 +77,101 @@ def mutable_ranges(header: bytes) -> list[tuple[int, int, str]]:
                 if kind & 0x20 and size:
                     out.append((i + 2, i + 2 + size, f"option 0x{kind:02x} data (mutable)"))
                 i += 2 + size
+        elif nh == ip.PROTO_ROUTING and offset + 8 <= len(header) \
+                and header[offset + 2] == _SEGMENT_ROUTING:
+            out += _srh_mutable_tlvs(header, offset, min(offset + length, len(header)))
         nh, offset = header[offset], offset + length
     return out
 
 
-def zero_mutable(header: bytes) -> bytes:
-    """The IP header (with extension headers) as the ICV sees it (RFC 4302 §3.3.3.1)."""
+def _srh_mutable_tlvs(header: bytes, offset: int, end: int) -> list[tuple[int, int, str]]:
+    """TLVs of a Segment Routing Header whose data may change en route (RFC 8754 §2.1, §8.2:
+    TLV types 128-255)."""
+    out: list[tuple[int, int, str]] = []
+    i = offset + 8 + 16 * (header[offset + 4] + 1)  # after Segment List[0..Last Entry]
+    while i < end:
+        kind = header[i]
+        if kind == 0:  # Pad1
+            i += 1
+            continue
+        size = header[i + 1] if i + 1 < end else 0
+        if kind & 0x80 and size:
+            out.append((i + 2, min(i + 2 + size, end), f"SRH TLV {kind} data (mutable)"))
+        i += 2 + size
+    return out
+
+
+_ADDRESS_LIST_ROUTING = frozenset({0, 2})  # RFC 8200 §4.4 (Type 0, deprecated), RFC 6275 §6.4
+_SEGMENT_ROUTING = 4  # RFC 8754
+
+
+def arrival_view(header: bytes) -> bytes:
+    """An IPv6 header with its Routing header and destination as they are at arrival.
+
+    A Routing header changes the destination address and itself on the way; for the ICV
+    the sender uses the values the packet will have at the last hop and the receiver the
+    values it sees, which are those once Segments Left is 0 (RFC 4302 §3.3.3.1.2, Appendix
+    A.2). Done for:
+
+    * Type 2 (Mobile IPv6, RFC 6275 §6.4) and the deprecated Type 0: each hop swaps the
+      destination with the next listed address, so at arrival the destination is the last
+      address, the list holds the hops visited (the original destination first) and
+      Segments Left is 0.
+    * Type 4 (Segment Routing, RFC 8754 §4.3.1): each segment endpoint decrements Segments
+      Left and copies Segment List[Segments Left] to the destination; the list itself does
+      not change. At arrival the destination is Segment List[0] and Segments Left is 0.
+      TLVs of types 128-255 may change en route and count as zero (:func:`mutable_ranges`).
+
+    A header with Segments Left already 0 (the receiver, or a kernel that processed the
+    Routing header before AH) is left as it is, and so is any other Routing Type: its
+    destination and Segments Left are covered as sent. IPv4 headers come back unchanged.
+    """
+    if header[0] >> 4 != 6:
+        return header
+    nh, offset = header[6], 40
+    while offset + 8 <= len(header):
+        length = 8 if nh == ip.PROTO_FRAGMENT else (header[offset + 1] + 1) * 8
+        if nh == ip.PROTO_ROUTING:
+            left = header[offset + 3]
+            kind = header[offset + 2]
+            end = min(offset + length, len(header))
+            if left and kind in _ADDRESS_LIST_ROUTING:
+                return _arrival_address_list(header, offset, end, left)
+            if left and kind == _SEGMENT_ROUTING:
+                first = offset + 8
+                if first + 16 > end:
+                    return header
+                h = bytearray(header)
+                h[offset + 3] = 0
+                h[24:40] = header[first : first + 16]
+                return bytes(h)
+            return header
+        nh, offset = header[offset], offset + length
+    return header
+
+
+def _arrival_address_list(header: bytes, offset: int, end: int, left: int) -> bytes:
+    count = (end - offset - 8) // 16
+    if left > count:
+        return header  # the receiver drops such a packet (RFC 8200 §4.4); nothing to predict
+    base = offset + 8
+    addresses = [header[base + 16 * i : base + 16 * (i + 1)] for i in range(count)]
+    visited = count - left
+    arrived = [*addresses[:visited], header[24:40], *addresses[visited:-1]]
     h = bytearray(header)
+    h[24:40] = addresses[-1]
+    h[offset + 3] = 0
+    h[base : base + 16 * count] = b"".join(arrived)
+    return bytes(h)
+
+
+def zero_mutable(header: bytes) -> bytes:
+    """The IP header (with extension headers) as the ICV sees it (RFC 4302 §3.3.3.1).
+
+    Mutable fields count as zero (:func:`mutable_ranges`), and an IPv6 destination and
+    Routing header count as they will be at arrival (:func:`arrival_view`).
+    """
+    h = bytearray(arrival_view(header))
     for start, end, _ in mutable_ranges(header):
         h[start:end] = bytes(end - start)
     if header[0] >> 4 == 6:
@@ -127,8 +215,12 @@ def encapsulate(sa: SecurityAssociation, packet: bytes) -> bytes:
 
 
 def parse_ah(packet: bytes) -> tuple[ip.IPHeader, int, int, int, int]:
-    """(outer header, next header, SPI, sequence number, AH length) of an AH packet."""
-    hdr = ip.parse_header(packet)
+    """(outer header, next header, SPI, sequence number, AH length) of an AH packet.
+
+    Every IPv6 extension header in front of AH is walked: a Destination Options header may
+    precede AH (RFC 4302 §3.1.1) and is then covered by the ICV, mutable options as zero.
+    """
+    hdr = ip.parse_inbound_header(packet)
     if hdr.next_header != ip.PROTO_AH:
         raise ip.MalformedIP(f"next header is {hdr.next_header}, not AH")
     start = hdr.header_length

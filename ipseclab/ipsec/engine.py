@@ -195,7 +195,7 @@ class IpsecEngine:
                 result = esp.decapsulate(sa, packet)
                 return self._count(self._check_inner(self._lifetime_in(result, now)))
         try:
-            hdr = ip.parse_header(packet)
+            hdr = ip.parse_inbound_header(packet)
         except ip.MalformedIP as exc:
             return self._count(Unprotected(Status.MALFORMED, detail=str(exc)))
         start, proto = hdr.header_length, hdr.next_header

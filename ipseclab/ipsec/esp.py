@@ -243,7 +243,12 @@ def inner_packet(sa: SecurityAssociation, result: Unprotected,
 
 
 def decapsulate(sa: SecurityAssociation, packet: bytes) -> Unprotected:
-    """Check and strip ESP from a whole IP packet (ESP directly in IP, or in UDP)."""
+    """Check and strip ESP from a whole IP packet (ESP directly in IP, or in UDP).
+
+    Every IPv6 extension header in front of ESP is walked, Destination Options too
+    (RFC 4303 §3.1.1 lets a sender put them before ESP); in transport mode they stay in
+    the delivered packet.
+    """
     fast = sa.fast_aead
     if (fast is not None and sa.mode is Mode.TUNNEL and len(packet) >= 56 and packet[0] == 0x45
             and packet[9] == ip.PROTO_ESP):
@@ -280,10 +285,15 @@ def decapsulate(sa: SecurityAssociation, packet: bytes) -> Unprotected:
             result = unprotect(sa, packet[20:total])
             return inner_packet(sa, result, None) if result.status is Status.OK else result
     try:
-        hdr = ip.parse_header(packet)
+        hdr = ip.parse_inbound_header(packet)
     except ip.MalformedIP as exc:
         sa.counters.malformed += 1
         return Unprotected(Status.MALFORMED, detail=str(exc))
+    if hdr.next_header not in (ip.PROTO_ESP, ip.PROTO_UDP):
+        # Not ESP at all: a malformed packet for this SA, not a forgery (RFC 4303 §3.4).
+        sa.counters.malformed += 1
+        return Unprotected(Status.MALFORMED,
+                           detail=f"next header is {hdr.next_header}, not ESP or UDP")
     start = hdr.header_length + (8 if hdr.next_header == ip.PROTO_UDP else 0)
     result = unprotect(sa, packet[start : hdr.total_length])
     if result.status is not Status.OK:

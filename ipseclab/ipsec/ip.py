@@ -57,7 +57,9 @@ class IPHeader:
 
     ``header`` is every byte in front of the upper-layer payload that stays in front of an
     ESP/AH header in transport mode: the IPv4 header with options, or the IPv6 header with
-    the Hop-by-Hop, Routing and Fragment headers (RFC 4303 §3.1.1). ``next_header`` is the
+    the Hop-by-Hop, Routing and Fragment headers (RFC 4303 §3.1.1); from
+    :func:`parse_inbound_header`, every IPv6 extension header in front of ESP, AH or the
+    upper-layer protocol, Destination Options too. ``next_header`` is the
     protocol that follows them and ``nh_offset`` where that value sits inside ``header``,
     so it can be replaced by 50 or 51. The addresses are kept as bytes and turned into
     ``ipaddress`` objects only when asked for: the data path does not need them.
@@ -96,8 +98,32 @@ def packet_length(packet: bytes) -> int:
     return 40 + ((packet[4] << 8) | packet[5])
 
 
+# The IPv6 extension headers that stay in front of ESP/AH when a packet is built (RFC 4303
+# §3.1.1): Destination Options may go either side, and we leave them inside (protected) as
+# Linux does. On receipt every extension header may come first (RFC 8200 §4.1).
+_OUTBOUND_WALK = frozenset({PROTO_HOPOPTS, PROTO_ROUTING, PROTO_FRAGMENT})
+
+
 def parse_header(packet: bytes) -> IPHeader:
-    """Split an IP packet into the header kept in transport mode and the rest."""
+    """Split an IP packet into the header kept in transport mode and the rest.
+
+    For building packets: an IPv6 walk stops at the first header that is not Hop-by-Hop,
+    Routing or Fragment, so ESP/AH go in front of any Destination Options (RFC 4303 §3.1.1).
+    """
+    return _parse(packet, _OUTBOUND_WALK)
+
+
+def parse_inbound_header(packet: bytes) -> IPHeader:
+    """Split a received IP packet at the first header that is not an IPv6 extension header.
+
+    A sender may put a Destination Options header before ESP (RFC 4303 §3.1.1) or AH
+    (RFC 4302 §3.1.1), so on receipt every extension header is walked until ESP, AH or an
+    upper-layer protocol comes. IPv4 is the same as :func:`parse_header`.
+    """
+    return _parse(packet, IPV6_EXTENSIONS)
+
+
+def _parse(packet: bytes, walk: frozenset[int]) -> IPHeader:
     if not packet:
         raise MalformedIP("empty packet")
     version = packet[0] >> 4
@@ -116,9 +142,7 @@ def parse_header(packet: bytes) -> IPHeader:
         if len(packet) < total:
             raise MalformedIP("IPv6 payload length beyond the packet")
         nh, nh_offset, offset = packet[6], 6, 40
-        # ESP/AH go after Hop-by-Hop, Routing and Fragment headers; Destination Options
-        # may go either side, and we leave them inside (protected) as Linux does.
-        while nh in (PROTO_HOPOPTS, PROTO_ROUTING, PROTO_FRAGMENT):
+        while nh in walk:
             if offset + 8 > total:
                 raise MalformedIP("IPv6 extension header truncated")
             length = 8 if nh == PROTO_FRAGMENT else (packet[offset + 1] + 1) * 8
@@ -227,9 +251,9 @@ def fix_transport_checksum(packet: bytes) -> bytes:
 
     Transport mode behind a NAT needs this (RFC 3948 §3.1.2): the NAT rewrote the outer
     addresses, which are also this packet's addresses, so the checksum the sender computed
-    over its own addresses no longer fits.
+    over its own addresses no longer fits. Every extension header is walked to find TCP/UDP.
     """
-    hdr = parse_header(packet)
+    hdr = parse_inbound_header(packet)
     if hdr.next_header not in (PROTO_TCP, PROTO_UDP):
         return packet
     seg = bytearray(packet[hdr.header_length : hdr.total_length])

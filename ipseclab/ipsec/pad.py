@@ -31,7 +31,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from ipseclab.errors import ConfigError
-from ipseclab.ipsec.selectors import Selector
+from ipseclab.ipsec.selectors import Selector, parse_address_range
 
 __all__ = ["PAD", "IdType", "IdentityMatcher", "PadEntry", "parse_der_dn"]
 
@@ -86,7 +86,7 @@ class IdentityMatcher:
             return cls(IdType.DER_ASN1_DN, _parse_dn_text(spec), spec)
         if "@" in spec:
             return cls(IdType.RFC822_ADDR, spec.lower(), spec)
-        addr_range = _parse_address_range(spec)
+        addr_range = parse_address_range(spec)
         if addr_range is not None:
             version, start, end = addr_range
             return cls(IdType.IPV4_ADDR if version == 4 else IdType.IPV6_ADDR, (start, end), spec)
@@ -222,24 +222,6 @@ class PAD:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def _parse_address_range(text: str) -> tuple[int, int, int] | None:
-    try:
-        if "/" in text:
-            net = ipaddress.ip_network(text, strict=False)
-            return net.version, int(net.network_address), int(net.broadcast_address)
-        if "-" in text:
-            first_text, last_text = text.split("-", 1)
-            first = ipaddress.ip_address(first_text.strip())
-            last = ipaddress.ip_address(last_text.strip())
-            if first.version != last.version or int(first) > int(last):
-                raise ConfigError("address range is empty or mixes families", token=text)
-            return first.version, int(first), int(last)
-        addr = ipaddress.ip_address(text)
-        return addr.version, int(addr), int(addr)
-    except ValueError:
-        return None
 
 
 def _parse_dn_text(text: str) -> RDNs:

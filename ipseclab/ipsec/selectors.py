@@ -51,6 +51,7 @@ __all__ = [
     "TrafficSelector",
     "intersect",
     "narrow",
+    "parse_address_range",
     "parse_fields",
     "parse_protocol",
 ]
@@ -424,12 +425,13 @@ def parse_protocol(text: str | int) -> int:
     return value
 
 
-def _parse_addresses(text: str) -> tuple[int, int, int]:
-    lowered = text.lower()
-    if lowered in ("%any", "%any4", "0.0.0.0/0"):
-        return 4, 0, _MAX_ADDR[4]
-    if lowered in ("%any6", "::/0"):
-        return 6, 0, _MAX_ADDR[6]
+def parse_address_range(text: str) -> tuple[int, int, int] | None:
+    """(IP version, first, last address as ints) of an address, a CIDR or a range ``A-B``.
+
+    None when ``text`` is not written as an address at all (the PAD then reads it as an
+    FQDN, RFC 4301 §4.4.3.1: ``my-gw.example`` has a '-' but no address in it). A range of two
+    addresses that cannot exist (mixed families, first after last) raises SelectorError.
+    """
     try:
         if "/" in text:
             net = ipaddress.ip_network(text, strict=False)
@@ -438,17 +440,28 @@ def _parse_addresses(text: str) -> tuple[int, int, int]:
             first_text, last_text = text.split("-", 1)
             first = ipaddress.ip_address(first_text.strip())
             last = ipaddress.ip_address(last_text.strip())
-            if first.version != last.version:
-                raise SelectorError("range mixes IPv4 and IPv6", token=text)
-            if int(first) > int(last):
-                raise SelectorError("range starts after it ends", token=text)
-            return first.version, int(first), int(last)
-        addr = ipaddress.ip_address(text)
-        return addr.version, int(addr), int(addr)
-    except ValueError as exc:
-        if isinstance(exc, SelectorError):
-            raise
-        raise SelectorError("not an address, CIDR or address range", token=text) from None
+        else:
+            addr = ipaddress.ip_address(text)
+            return addr.version, int(addr), int(addr)
+    except ValueError:
+        return None
+    if first.version != last.version:
+        raise SelectorError("range mixes IPv4 and IPv6", token=text)
+    if int(first) > int(last):
+        raise SelectorError("range starts after it ends", token=text)
+    return first.version, int(first), int(last)
+
+
+def _parse_addresses(text: str) -> tuple[int, int, int]:
+    lowered = text.lower()
+    if lowered in ("%any", "%any4", "0.0.0.0/0"):
+        return 4, 0, _MAX_ADDR[4]
+    if lowered in ("%any6", "::/0"):
+        return 6, 0, _MAX_ADDR[6]
+    found = parse_address_range(text)
+    if found is None:
+        raise SelectorError("not an address, CIDR or address range", token=text)
+    return found
 
 
 def _parse_port_number(text: str, whole: str) -> int:
