@@ -62,7 +62,7 @@ def endpoints() -> dict[str, dict[str, str]]:
         sa = SecurityAssociation(spi=0x5001, src=src, dst=dst, mode=mode, encryption=enc,
                                  encryption_key=os.urandom(enc.keymat_size))
         wire = esp.encapsulate(sa, inner)
-        hdr = ip.parse_header(wire)
+        hdr = ip.parse_inbound_header(wire)
         out[mode] = {"outer_src": str(hdr.src), "outer_dst": str(hdr.dst),
                      "length": str(len(wire))}
     return out

@@ -408,7 +408,7 @@ def byte_map(packet: bytes, sa: SecurityAssociation | KeyRing | str | None = Non
     """
     packet = bytes(packet)
     try:
-        hdr = ip.parse_header(packet)
+        hdr = ip.parse_inbound_header(packet)
     except ip.MalformedIP as exc:
         raise NotIpsec(f"not an IP packet: {exc}") from None
     bmap = ByteMap(packet, "esp", [], family=hdr.version)

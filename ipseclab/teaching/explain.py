@@ -39,7 +39,7 @@ def _iv_reason(bmap: ByteMap, sa: object) -> str:
 
 
 def _outer(bmap: ByteMap, out: list[str]) -> None:
-    hdr = ip.parse_header(bmap.packet)
+    hdr = ip.parse_inbound_header(bmap.packet)
     first = bmap.spans[0].start
     end = first + hdr.header_length
     proto = "UDP" if bmap.udp_encap else "ESP"
@@ -143,7 +143,7 @@ def _inner_summary(data: bytes) -> str:
 
 
 def _ah(bmap: ByteMap, out: list[str]) -> None:
-    hdr = ip.parse_header(bmap.packet)
+    hdr = ip.parse_inbound_header(bmap.packet)
     mutable = [s for s in bmap.spans if s.kind == "mutable"]
     names = ", ".join(f"{s.label} ({_range(s)})" for s in mutable)
     out.append(
