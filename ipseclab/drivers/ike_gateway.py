@@ -70,6 +70,10 @@ _IN6_PKTINFO = struct.Struct("=16sI")
 
 
 
+# Seconds an inbound SA outlives its rekeying (strongSwan: charon.delete_rekeyed_delay = 5).
+DELETE_REKEYED_DELAY = 5.0
+
+
 def monotonic_to_unix(now: float) -> float:
     """The driver's clock is monotonic; certificate validity is checked in UNIX time."""
     return now + (time.time() - time.monotonic())
@@ -476,7 +480,14 @@ class IkeGateway:
         state = self.children.get(ev.reqid)
         pair = state.pairs.pop(ev.spi_in, None) if state is not None else None
         if pair is not None:
-            self._sad_remove(pair[0])
+            if ev.rekeyed:
+                # Packets the peer sent on the old SA may still be on their way, or wait in
+                # the raw socket while the DELETE came in first on the UDP one: keep the old
+                # inbound SA a little longer (strongSwan's delete_rekeyed_delay).
+                asyncio.get_running_loop().call_later(DELETE_REKEYED_DELAY, self._sad_remove,
+                                                      pair[0])
+            else:
+                self._sad_remove(pair[0])
             if pair[2]:
                 self._sad_remove(pair[1])  # a collision loser's outbound was never added
         if state is None or state.pairs:
