@@ -96,27 +96,30 @@ class SkCipher:
         sk = message.payloads[-1] if message.payloads else None
         if not isinstance(sk, Encrypted):
             raise MalformedMessage("message has no SK payload")
-        data = bytes(data)
-        body = sk.body
+        return parse_payload_chain(sk.first_inner, self._open_body(bytes(data), sk.body, "SK"))
+
+    def _open_body(self, data: bytes, body: bytes, what: str) -> bytes:
+        """Check and decrypt the body (IV | ciphertext | ICV) of the last payload of ``data``,
+        an SK or SKF payload (§3.14; RFC 7383 §2.5), and strip its padding."""
         enc = self.encryption
         if len(body) < enc.iv_size + self._icv_size + 1:
-            raise AuthenticationFailed("SK payload too short for IV and ICV")
+            raise AuthenticationFailed(f"{what} payload too short for IV and ICV")
         before_iv = data[:len(data) - len(body)]
         iv = body[:enc.iv_size]
         if enc.aead:
             plaintext = self._cipher.decrypt(iv, body[enc.iv_size:], before_iv)
         else:
-            icv = body[-self._icv_size:]
-            if not self._mac.verify(data[:-self._icv_size], icv):  # type: ignore[union-attr]
-                raise AuthenticationFailed("SK payload ICV mismatch")
+            if not self._mac.verify(data[:-self._icv_size],  # type: ignore[union-attr]
+                                    body[-self._icv_size:]):
+                raise AuthenticationFailed(f"{what} payload ICV mismatch")
             ciphertext = body[enc.iv_size:-self._icv_size]
             if not ciphertext or len(ciphertext) % enc.block_size:
-                raise MalformedMessage("SK ciphertext is not a whole number of blocks")
+                raise MalformedMessage(f"{what} ciphertext is not a whole number of blocks")
             plaintext = self._cipher.decrypt(iv, ciphertext, b"")
         pad = plaintext[-1]
         if pad + 1 > len(plaintext):
-            raise MalformedMessage(f"Pad Length {pad} exceeds the SK plaintext")
-        return parse_payload_chain(sk.first_inner, plaintext[:-1 - pad])
+            raise MalformedMessage(f"Pad Length {pad} exceeds the {what} plaintext")
+        return plaintext[:-1 - pad]
 
     # -- fragments (RFC 7383 §2.5) -----------------------------------------------------------
 
@@ -169,25 +172,5 @@ class SkCipher:
         skf = message.payloads[-1] if message.payloads else None
         if not isinstance(skf, EncryptedFragment):
             raise MalformedMessage("message has no SKF payload")
-        data = bytes(data)
-        body = skf.body
-        enc = self.encryption
-        if len(body) < enc.iv_size + self._icv_size + 1:
-            raise AuthenticationFailed("SKF payload too short for IV and ICV")
-        before_iv = data[:len(data) - len(body)]
-        iv = body[:enc.iv_size]
-        if enc.aead:
-            plaintext = self._cipher.decrypt(iv, body[enc.iv_size:], before_iv)
-        else:
-            if not self._mac.verify(data[:-self._icv_size],  # type: ignore[union-attr]
-                                    body[-self._icv_size:]):
-                raise AuthenticationFailed("SKF payload ICV mismatch")
-            ciphertext = body[enc.iv_size:-self._icv_size]
-            if not ciphertext or len(ciphertext) % enc.block_size:
-                raise MalformedMessage("SKF ciphertext is not a whole number of blocks")
-            plaintext = self._cipher.decrypt(iv, ciphertext, b"")
-        pad = plaintext[-1]
-        if pad + 1 > len(plaintext):
-            raise MalformedMessage(f"Pad Length {pad} exceeds the SKF plaintext")
-        return plaintext[:-1 - pad]
+        return self._open_body(bytes(data), skf.body, "SKF")
 
