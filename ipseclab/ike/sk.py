@@ -75,13 +75,21 @@ class SkCipher:
         if len(plaintext) % block:
             raise ValueError(f"padding {padding} does not fill the {block}-octet block")
         iv = self._next_iv() if iv is None else iv
+        return self._sealed(message, lambda body: Encrypted(first_type, body), iv, plaintext)
+
+    def _sealed(self, message: Message, payload: Callable[[bytes], Payload], iv: bytes,
+                plaintext: bytes) -> bytes:
+        """``message`` with ``payload(body)`` appended, its body IV | ciphertext | ICV.
+
+        The header and generic payload header are built first, with a placeholder body of
+        the final length, because they are the AEAD's associated data or under the ICV.
+        """
         body_len = len(iv) + len(plaintext) + self._icv_size
-        outer = Message(message.spi_i, message.spi_r, message.exchange_type, message.flags,
+        draft = Message(message.spi_i, message.spi_r, message.exchange_type, message.flags,
                         message.message_id,
-                        [*message.payloads, Encrypted(first_type, bytes(body_len))])
-        draft = outer.to_bytes()
+                        [*message.payloads, payload(bytes(body_len))]).to_bytes()
         before_iv = draft[:len(draft) - body_len]
-        if enc.aead:
+        if self.encryption.aead:
             return before_iv + iv + self._cipher.encrypt(iv, plaintext, before_iv)
         signed = before_iv + iv + self._cipher.encrypt(iv, plaintext, b"")
         return signed + self._mac.compute(signed)  # type: ignore[union-attr]
@@ -152,16 +160,9 @@ class SkCipher:
         block = 1 if enc.aead else enc.block_size
         padding = -(len(chunk) + 1) % block
         plaintext = chunk + bytes(padding) + bytes((padding,))
-        iv = self._next_iv()
-        body_len = len(iv) + len(plaintext) + self._icv_size
-        placeholder = EncryptedFragment(number, total, first_inner, bytes(body_len))
-        draft = Message(message.spi_i, message.spi_r, message.exchange_type, message.flags,
-                        message.message_id, [*message.payloads, placeholder]).to_bytes()
-        before_iv = draft[:len(draft) - body_len]
-        if enc.aead:
-            return before_iv + iv + self._cipher.encrypt(iv, plaintext, before_iv)
-        signed = before_iv + iv + self._cipher.encrypt(iv, plaintext, b"")
-        return signed + self._mac.compute(signed)  # type: ignore[union-attr]
+        return self._sealed(
+            message, lambda body: EncryptedFragment(number, total, first_inner, body),
+            self._next_iv(), plaintext)
 
     def open_fragment(self, data: bytes, message: Message) -> bytes:
         """The decrypted slice of the inner payload chain that the SKF payload of
