@@ -375,10 +375,9 @@ class Delete(Payload):
 
 
 @dataclass
-class VendorId(Payload):
-    """Vendor ID payload V (RFC 7296 §3.12): an opaque constant, usually a hash."""
+class _Opaque(Payload):
+    """A payload whose whole body is one opaque value the codec does not look into."""
 
-    payload_type = PayloadType.VENDOR_ID
     data: bytes
 
     @classmethod
@@ -387,6 +386,13 @@ class VendorId(Payload):
 
     def to_bytes(self) -> bytes:
         return self.data
+
+
+@dataclass
+class VendorId(_Opaque):
+    """Vendor ID payload V (RFC 7296 §3.12): an opaque constant, usually a hash."""
+
+    payload_type = PayloadType.VENDOR_ID
 
 
 @dataclass
@@ -439,18 +445,10 @@ class EncryptedFragment(Payload):
 
 
 @dataclass
-class Eap(Payload):
+class Eap(_Opaque):
     """EAP payload (RFC 7296 §3.16): one EAP message (RFC 3748), kept raw."""
 
     payload_type = PayloadType.EAP
-    data: bytes
-
-    @classmethod
-    def parse(cls, body: bytes) -> Self:
-        return cls(body)
-
-    def to_bytes(self) -> bytes:
-        return self.data
 
 
 @dataclass
