@@ -52,15 +52,10 @@ def main() -> None:
 
     aead = AESGCM(keymat[:16])
     salt = keymat[16:]
-    ct = aead.encrypt(salt + bytes(8), inner, bytes(8))
 
     def bare_enc(k):
         for i in range(k):
             aead.encrypt(salt + i.to_bytes(8, "big"), inner, bytes(8))
-
-    def bare_dec(k):
-        for _ in range(k):
-            aead.decrypt(salt + bytes(8), ct, bytes(8))
 
     out, _ = pair()
 
@@ -70,6 +65,19 @@ def main() -> None:
 
     sender, receiver = pair()
     wire = [esp.encapsulate(sender, inner) for _ in range(n)]
+
+    # The bare calls decrypt the very ciphertexts that decapsulation sees, nonce and AAD
+    # prepared beforehand; the floor adds what no decapsulation can skip in Python: slicing
+    # nonce, ciphertext and AAD out of the packet and the inner packet out of the plaintext.
+    calls = [(salt + w[28:36], w[36:], w[20:28]) for w in wire]
+
+    def bare_dec(k):
+        for nonce, ciphertext, aad in calls[:k]:
+            aead.decrypt(nonce, ciphertext, aad)
+
+    def floor_dec(k):
+        for w in wire[:k]:
+            aead.decrypt(salt + w[28:36], w[36:], w[20:28])[:-4]
 
     def ours_dec(k):
         receiver.replay = type(receiver.replay)(64)  # each round sees the packets anew
@@ -89,6 +97,7 @@ def main() -> None:
             ("ipseclab encapsulate", rate(ours_enc, n)),
             ("scapy encrypt", rate(scapy_enc, m, rounds=1)),
             ("bare AESGCM decrypt", rate(bare_dec, n)),
+            ("decrypt + slicing", rate(floor_dec, n)),
             ("ipseclab decapsulate", rate(ours_dec, n))]
     print(f"{n} packets of {size} bytes, aes128gcm16, tunnel mode (scapy: {m} packets)")
     print(f"{'':24s} {'packets/s':>12s}")
@@ -99,6 +108,8 @@ def main() -> None:
           "  (goal >= 0.50)")
     print(f"decapsulate / bare decrypt:  {d['ipseclab decapsulate'] / d['bare AESGCM decrypt']:.2f}"
           "  (goal >= 0.50)")
+    print(f"decrypt + slicing / bare:    {d['decrypt + slicing'] / d['bare AESGCM decrypt']:.2f}"
+          "  (the ceiling for any decapsulation in Python)")
     print(f"encapsulate / scapy:         {d['ipseclab encapsulate'] / d['scapy encrypt']:.0f}x"
           "  (goal >= 100x)")
 

@@ -35,7 +35,14 @@ _PADDING = [bytes(range(1, n + 1)) for n in range(256)]
 # The whole trailer for pad lengths below 16 (every block size here): padding, pad length,
 # next header, indexed by pad * 256 + next header.
 _TRAILERS = [_PADDING[p] + bytes((p, nh)) for p in range(16) for nh in range(256)]
+_TRAILERS_IPV4 = _TRAILERS[4:16 * 256:256]  # by pad length, next header 4 (IPv4)
 _OK = ReplayVerdict.OK
+_TUNNEL = Mode.TUNNEL
+_STATUS_OK = Status.OK
+# An IPv4 header without options followed by ESP: version/IHL, total length, protocol,
+# then the ESP header's SPI and sequence number.
+_V4_ESP = struct.Struct("!BxH5xB10xII")
+_IPV4_WORDS = struct.Struct("!6H")  # ip.OuterHeader's first 12 octets
 
 
 def _esn_aad(header: bytes, seq: int, esn: bool) -> bytes:
@@ -174,20 +181,29 @@ def _transport_header(packet: bytes) -> ip.IPHeader:
 def encapsulate(sa: SecurityAssociation, packet: bytes) -> bytes:
     """Protect a whole IP packet and return the IP packet that goes on the wire."""
     fast = sa.fast_aead
-    if fast is not None and sa.mode is Mode.TUNNEL and sa.encap is None and packet[0] >> 4 == 4:
-        # What protect() and outer_packet() do, fused for the gateway's common case:
-        # an IPv4 packet into an AEAD tunnel SA without ESN (RFC 4303 §3.1.2, RFC 4106).
+    outer4 = sa.outer.ipv4
+    if (fast is not None and outer4 is not None and sa.mode is _TUNNEL and sa.encap is None
+            and packet[0] >> 4 == 4):
+        # What protect() and outer_packet() do, fused for the gateway's common case: an
+        # IPv4 packet into an AEAD tunnel SA without ESN over IPv4 (RFC 4303 §3.1.2,
+        # RFC 4106 §3.1: IV = sequence number), one header struct and one join per packet.
         seq = sa.seq + 1
-        if seq >= 1 << 32:
+        if seq > 0xFFFFFFFF:
             raise SequenceOverflow(f"{sa.name}: sequence number space exhausted; rekey the SA")
         sa.seq = seq
         iv = seq.to_bytes(8, "big")
         header = sa.spi_bytes + iv[4:]
-        body = fast[0](fast[2] + iv,
-                       packet + _TRAILERS[(-(len(packet) + 2) % 4) * 256 + ip.PROTO_IPV4],
-                       header)
-        return (sa.outer.build(16 + len(body), packet[1], sa.next_ident(), packet[6] & 0x40)
-                + header + iv + body)
+        body = fast[0](fast[2] + iv, packet + _TRAILERS_IPV4[(2 - len(packet)) & 3], header)
+        base, ttl_proto, addresses = outer4
+        tos = packet[1]
+        df = (packet[6] & 0x40) << 8  # RFC 4301 §8.1: copy DF from the inner header
+        total = 36 + len(body)
+        ident = sa.ident = sa.ident % 0xFFFF + 1  # as next_ident(), without the call
+        # The checksum as ip.ipv4_checksum() computes it, inlined: -sum mod 0xFFFF.
+        return b"".join((
+            _IPV4_WORDS.pack(0x4500 | tos, total, ident, df, ttl_proto,
+                             -(base + tos + total + ident + df) % 0xFFFF),
+            addresses, header, iv, body))
     if sa.mode is Mode.TUNNEL:
         datagram = outbound(sa, packet)
         df = packet[0] >> 4 == 4 and bool(packet[6] & 0x40)
@@ -250,32 +266,31 @@ def decapsulate(sa: SecurityAssociation, packet: bytes) -> Unprotected:
     the delivered packet.
     """
     fast = sa.fast_aead
-    if (fast is not None and sa.mode is Mode.TUNNEL and len(packet) >= 56 and packet[0] == 0x45
-            and packet[9] == ip.PROTO_ESP):
+    if fast is not None and sa.mode is _TUNNEL and len(packet) >= 56:
         # The gateway's common case, fused: IPv4 outer header without options, an AEAD SA
         # without ESN, the next packet in order. Anything unusual takes the general path.
-        seq = int.from_bytes(packet[24:28], "big")
-        total = (packet[2] << 8) | packet[3]
-        if seq > sa.replay.highest and 56 <= total <= len(packet):
+        first, total, proto, spi, seq = _V4_ESP.unpack_from(packet)
+        replay = sa.replay
+        if (first == 0x45 and proto == 50 and seq > replay.highest
+                and 56 <= total <= len(packet)):
             try:
                 plaintext = fast[1](fast[2] + packet[28:36], packet[36:total], packet[20:28])
             except InvalidTag:
                 sa.counters.auth_failed += 1
-                return Unprotected(Status.AUTH_FAILED, int.from_bytes(packet[20:24], "big"),
-                                   seq, sa=sa, detail="ICV mismatch")
-            sa.replay.update(seq)
+                return Unprotected(Status.AUTH_FAILED, spi, seq, sa=sa, detail="ICV mismatch")
+            replay.update(seq)
             # total >= 56 leaves at least 4 octets of plaintext (the ICV is at most 16).
             pad = plaintext[-2]
             end = len(plaintext) - 2 - pad
-            if (plaintext[-1] == ip.PROTO_IPV4 and end >= 20 and plaintext[0] >> 4 == 4
-                    and ((plaintext[2] << 8) | plaintext[3]) == end
-                    and plaintext[end:-2] == _PADDING[pad]):
+            # One endswith() checks padding, pad length and next header (IPv4) at once.
+            if (pad < 16 and plaintext.endswith(_TRAILERS_IPV4[pad]) and end >= 20
+                    and plaintext[0] >> 4 == 4 and ((plaintext[2] << 8) | plaintext[3]) == end):
                 inner = plaintext[:end]
                 counters = sa.counters
                 counters.packets += 1
                 counters.bytes += end
-                return Unprotected(Status.OK, sa.spi, seq, ip.PROTO_IPV4, inner, inner, sa)
-            result = _trailer(sa, plaintext, sa.spi, seq)
+                return Unprotected(_STATUS_OK, spi, seq, 4, inner, inner, sa)
+            result = _trailer(sa, plaintext, spi, seq)
             return inner_packet(sa, result, None) if result.status is Status.OK else result
     if (sa.mode is Mode.TUNNEL and len(packet) >= 28 and packet[0] == 0x45
             and packet[9] == ip.PROTO_ESP):

@@ -179,39 +179,53 @@ class OuterHeader:
     """The outer header of one tunnel, built once and finished per packet (RFC 4301 §5.1.2).
 
     Only the length, the identification, the DS/ECN byte and DF change from packet to packet,
-    so the checksum of everything else is summed once here.
+    so the checksum of everything else is summed once here. For IPv4, ``ipv4`` holds what
+    ESP's fused fast path needs: that partial sum, TTL and protocol as one 16-bit word, and
+    the two addresses (None for IPv6).
     """
 
-    __slots__ = ("_addresses", "_base", "_head", "_proto", "_ttl", "version")
+    __slots__ = ("_addresses", "_head", "ipv4", "version")
 
     def __init__(self, src: IPAddress, dst: IPAddress, proto: int, ttl: int = 64) -> None:
         if src.version != dst.version:
             raise ValueError(f"address families differ: {src} and {dst}")
         self.version = src.version
         self._addresses = src.packed + dst.packed
-        self._ttl, self._proto = ttl, proto
+        self.ipv4: tuple[int, int, bytes] | None = None
         if src.version == 4:
-            words = struct.unpack("!4H", self._addresses)
-            self._base = 0x4500 + (ttl << 8) + proto + sum(words)
+            ttl_proto = (ttl << 8) | proto
+            self.ipv4 = (0x4500 + ttl_proto + sum(struct.unpack("!4H", self._addresses)),
+                         ttl_proto, self._addresses)
         else:
             self._head = struct.pack("!BB", proto, ttl)
 
     def build(self, payload_length: int, tos: int = 0, ident: int = 0, df: bool | int = False
               ) -> bytes:
         """The header for one packet; ``df`` may also be the flags byte's 0x40 bit itself."""
-        if self.version == 4:
+        if self.ipv4 is not None:
+            base, ttl_proto, addresses = self.ipv4
             total = 20 + payload_length
             flags = 0x4000 if df else 0
-            value = self._base + tos + total + ident + flags
-            value = (value & 0xFFFF) + (value >> 16)
-            value = (value & 0xFFFF) + (value >> 16)
-            return _IPV4_FIXED.pack(0x45, tos, total, ident, flags, self._ttl, self._proto,
-                                    ~value & 0xFFFF) + self._addresses
+            return _IPV4_WORDS.pack(0x4500 | tos, total, ident, flags, ttl_proto,
+                                    ipv4_checksum(base + tos + total + ident + flags)
+                                    ) + addresses
         first = (6 << 28) | ((tos & 0xFF) << 20)
         return _IPV6_FIRST.pack(first, payload_length) + self._head + self._addresses
 
 
-_IPV4_FIXED = struct.Struct("!BBHHHBBH")
+def ipv4_checksum(word_sum: int) -> int:
+    """The header checksum for a positive sum of 16-bit words (RFC 791, RFC 1071).
+
+    The one's complement of the one's complement sum is ``-word_sum mod 0xFFFF``: folding
+    the carries back in is arithmetic modulo 2**16 - 1, and a sum that folds to 0xFFFF
+    gives 0, as :func:`checksum` does. (An IPv4 header's sum is never 0: it holds 0x4500.)
+    """
+    return -word_sum % 0xFFFF
+
+
+# The first 12 octets of an IPv4 header without options as six words: version/IHL/TOS,
+# total length, identification, flags/fragment offset, TTL/protocol, checksum.
+_IPV4_WORDS = struct.Struct("!6H")
 _IPV6_FIRST = struct.Struct("!IH")
 
 

@@ -80,7 +80,7 @@ class ReplayWindow:
         while nblocks < (size + _BLOCK_BITS - 1) // _BLOCK_BITS + 1:
             nblocks <<= 1
         self._index_mask = nblocks - 1
-        self._blocks = [0] * nblocks if size else []
+        self._blocks = [0] * nblocks
         self._infer_w = size if size else _HALF_SPACE
 
     # -- teaching properties ------------------------------------------------------------------
@@ -170,10 +170,11 @@ class ReplayWindow:
         already recorded (nothing changes).
         """
         highest = self._highest
-        if seq64 == highest + 1 and seq64 & _BIT_MASK and self._size:
-            # The next packet, in the block of the previous one: nothing to clear.
+        if seq64 == highest + 1 and seq64 & 63:
+            # The next packet, in the block of the previous one: nothing to clear. (Without
+            # a window the single block is never read.)
             self._highest = seq64
-            self._blocks[(seq64 >> _BLOCK_SHIFT) & self._index_mask] |= 1 << (seq64 & _BIT_MASK)
+            self._blocks[(seq64 >> 6) & self._index_mask] |= 1 << (seq64 & 63)
             return
         if not 0 < seq64 < _SEQ64_LIMIT:
             raise ValueError(f"sequence number {seq64} is outside 1..2**64-1")
