@@ -7,7 +7,6 @@ Every error ipseclab raises on purpose reaches the user as one line (``ipseclab:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
 
@@ -87,11 +86,10 @@ def _decode(p: argparse.ArgumentParser):
         ring = KeyRing(entries, sas, ike_entries=ike_entries)
         out = sys.stdout
         counts: dict[str, int] = {}
-        encode = json.JSONEncoder(check_circular=False).encode
         for frame in decode_capture(a.capture, ring):
             counts[frame.status] = counts.get(frame.status, 0) + 1
             if a.json:
-                out.write(encode(frame.to_json()) + "\n")
+                out.write(frame.json_line() + "\n")
             else:
                 out.write(frame_line(frame) + "\n")
         if not a.json:

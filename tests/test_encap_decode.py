@@ -8,16 +8,19 @@ import shutil
 import subprocess
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
-from ipseclab.capture.decode import KeyRing, decode_capture
+from ipseclab.capture.decode import DecodedFrame, KeyRing, decode_capture
 from ipseclab.cli import main
 from ipseclab.config import xfrm
 from ipseclab.crypto import transforms
+from ipseclab.ipsec.verdict import Status
 from ipseclab.keylog import read_esp_sa
 
 # What tshark 4.0 can decrypt, with the integrity algorithm used beside it.
@@ -167,3 +170,63 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys) -> None:
     (tmp_path / "junk.pcap").write_bytes(b"not a capture at all")
     assert main(["decode", str(tmp_path / "junk.pcap")]) == 2
     assert "junk.pcap" in capsys.readouterr().err
+
+
+def test_json_line_is_the_json_encoding_of_every_real_frame(protected) -> None:
+    _family, tmp_path, _pkts = protected
+    for keys in (KeyRing(), KeyRing(read_esp_sa(tmp_path / "wireshark" / "esp_sa"))):
+        for frame in decode_capture(tmp_path / "esp.pcap", keys):
+            assert frame.json_line() == json.dumps(frame.to_json())
+
+
+texts = st.none() | st.text(max_size=20)
+ints = st.none() | st.integers(0, 2**64)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 10**7), st.floats(0, 2e9, allow_nan=False), st.sampled_from(
+       ["esp", "ah", "other"]), st.sampled_from([s.value for s in Status]), texts, texts, ints,
+       ints, ints, st.sampled_from([None, "tunnel", "transport"]), st.booleans(),
+       st.none() | st.binary(max_size=40), st.text(max_size=30))
+def test_json_line_matches_the_json_module(number, time, proto, status, src, dst, spi, seq,
+                                           nh, mode, udp, inner, detail) -> None:
+    """Quotes, backslashes, control and non-ASCII characters in the text fields included."""
+    frame = DecodedFrame(number, time, proto, status, src, dst, spi, seq, nh, mode, udp, inner,
+                         detail)
+    assert frame.json_line() == json.dumps(frame.to_json())
+
+
+def test_decoders_fast_path_reports_what_the_general_path_reports(tmp_path, monkeypatch) -> None:
+    """Several packets per SA (so the fast path runs once an SA settled), both modes, with
+    tampered, replayed, cut and unknown-SPI frames in between."""
+    from ipseclab.capture import decode
+    from ipseclab.capture.pcap import read_capture
+
+    sa_file = tmp_path / "sas.xfrm"
+    sa_file.write_text(xfrm_text(4, [("aes128gcm16", None), ("aes128", "sha256")]))
+    pkts = [p for _ in range(3) for p in plaintext(4, 4)]
+    wrpcap(str(tmp_path / "plain.pcap"), pkts)
+    keylog = tmp_path / "esp_sa"
+    assert main(["encap", str(sa_file), str(tmp_path / "plain.pcap"), str(tmp_path / "esp.pcap"),
+                 "--esp-sa", str(keylog)]) == 0
+    wire = [f.data for f in read_capture(tmp_path / "esp.pcap")]
+    flipped = bytearray(wire[6])
+    flipped[40] ^= 1
+    unknown = bytearray(wire[6])
+    unknown[23] ^= 0xFF
+    mixed = wire[:6] + [bytes(flipped), wire[2], wire[7][:30], bytes(unknown)] + wire[6:]
+    wrpcap(str(tmp_path / "mixed.pcap"), [IP(p) for p in mixed])
+
+    def lines(ring_of) -> list[str]:
+        return [f.json_line() for f in decode_capture(tmp_path / "mixed.pcap", ring_of())]
+
+    for ring_of in (lambda: KeyRing(read_esp_sa(keylog)),
+                    lambda: KeyRing(sas=xfrm.load(sa_file).states)):
+        fast = lines(ring_of)
+        with monkeypatch.context() as m:
+            m.setattr(decode, "_esp_over_ipv4", lambda *args: None)
+            general = lines(ring_of)
+        assert fast == general
+        statuses = [json.loads(line)["status"] for line in fast]
+        assert statuses.count("ok") == len(wire)
+        assert {"auth_failed", "replay", "malformed", "no_sa"} <= set(statuses)

@@ -14,10 +14,12 @@ The per-frame work uses bytes and :mod:`struct` only; a Scapy packet is built wh
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from ipaddress import ip_address
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 
 from ipseclab.capture.ike_decode import IkeKeys, IkeView, view_message
 from ipseclab.capture.keys import sa_from_entry
@@ -105,6 +107,22 @@ class DecodedFrame:
             **self._ike_json(),
         }
 
+    def json_line(self) -> str:
+        """``json.dumps(self.to_json())`` without the dict: ``decode --json`` writes one per
+        frame, and for a large capture the generic encoder was a third of the time."""
+        if self.ike is not None:
+            return _ENCODE(self.to_json())
+        inner = self.inner_bytes
+        return (f'{{"frame": {self.frame}, "time": {round(self.time, 6)!r}, '
+                f'"proto": "{self.proto}", "status": "{self.status}", '
+                f'"src": {_json_text(self.src)}, "dst": {_json_text(self.dst)}, '
+                f'"spi": {_json_int(self.spi)}, "seq": {_json_int(self.seq)}, '
+                f'"next_header": {_json_int(self.next_header)}, '
+                f'"mode": {_json_text(self.mode)}, '
+                f'"udp_encap": {"true" if self.udp_encap else "false"}, '
+                f'"inner": {"null" if inner is None else chr(34) + inner.hex() + chr(34)}, '
+                f'"detail": {_json_text(self.detail)}{_NO_IKE_JSON}')
+
     def _ike_json(self) -> dict:
         v = self.ike
         if v is None:
@@ -116,6 +134,16 @@ class DecodedFrame:
 
 _NO_IKE = {"exchange": None, "message_id": None, "initiator": None, "response": None,
            "spi_i": None, "spi_r": None, "payloads": None, "sk_payloads": None}
+_NO_IKE_JSON = ", " + json.dumps(_NO_IKE)[1:]
+_ENCODE = json.JSONEncoder(check_circular=False).encode
+
+
+def _json_text(value: str | None) -> str:
+    return "null" if value is None else encode_basestring_ascii(value)
+
+
+def _json_int(value: int | None) -> str:
+    return "null" if value is None else str(value)
 
 
 class KeyRing:
@@ -229,6 +257,10 @@ def decode_packet(number: int, time: float, packet: bytes | None, ring: KeyRing)
     """Decode one IP packet (None for a frame that carries no IP)."""
     if packet is None:
         return DecodedFrame(number, time, "other", "ok", detail="not an IP packet")
+    if len(packet) >= 28 and packet[0] == 0x45 and packet[9] == ip.PROTO_ESP:
+        frame = _esp_over_ipv4(number, time, packet, ring)
+        if frame is not None:
+            return frame
     try:
         hdr = ip.parse_inbound_header(packet)
     except ip.MalformedIP as exc:
@@ -285,6 +317,11 @@ def decode_packet(number: int, time: float, packet: bytes | None, ring: KeyRing)
             result = _ah_unverified(packet)
     else:
         return frame
+    return _report(frame, result)
+
+
+def _report(frame: DecodedFrame, result: Unprotected) -> DecodedFrame:
+    """Copy what ESP/AH processing concluded into the frame."""
     frame.status = result.status.value
     frame.detail = result.detail
     if result.seq is not None:
@@ -295,6 +332,32 @@ def decode_packet(number: int, time: float, packet: bytes | None, ring: KeyRing)
         frame.mode = "tunnel" if result.next_header in (ip.PROTO_IPV4, ip.PROTO_IPV6) \
             else "transport"
     return frame
+
+
+def _esp_over_ipv4(number: int, time: float, packet: bytes, ring: KeyRing
+                   ) -> DecodedFrame | None:
+    """ESP right behind an IPv4 header without options, with one known SA: the bulk of a
+    lab capture. The same steps as :func:`decode_packet` and :func:`_try` take, without
+    building an IPHeader first; None leaves the frame to them."""
+    total = (packet[2] << 8) | packet[3]
+    if not 28 <= total <= len(packet):
+        return None
+    spi = int.from_bytes(packet[20:24], "big")
+    candidates = ring.candidates(Protocol.ESP, spi)
+    if len(candidates) != 1:
+        return None
+    sa = candidates[0]
+    frame = DecodedFrame(number, time, "esp", "ok", _text(packet[12:16]), _text(packet[16:20]),
+                         spi, int.from_bytes(packet[24:28], "big"), ip.PROTO_ESP)
+    result = esp.unprotect(sa, packet[20:total])
+    if result.status is Status.OK:
+        if result.next_header in (ip.PROTO_IPV4, ip.PROTO_IPV6):
+            sa.mode = Mode.TUNNEL
+            result = esp.inner_packet(sa, result, None)
+        else:
+            sa.mode = Mode.TRANSPORT
+            result = esp.inner_packet(sa, result, ip.parse_inbound_header(packet))
+    return _report(frame, result)
 
 
 def decode_capture(path: str | os.PathLike[str], ring: KeyRing | None = None
