@@ -157,11 +157,14 @@ def _clean(p: argparse.ArgumentParser):
     p.add_argument("--all", action="store_true", help="also runs whose owner is still alive")
 
     def run(a: argparse.Namespace) -> int:
-        from ipseclab.lab.cleanup import clean
+        from ipseclab.lab.cleanup import RUN_ROOT, clean, untracked_links
 
         removed = clean(include_live=a.all)
         for line in removed:
             print(line)
+        for link in untracked_links():
+            print(f"left alone: link {link} (no run recorded under {RUN_ROOT}; a run with"
+                  " another IPSECLAB_RUN_DIR may own it; --all removes it)")
         print(f"clean: {len(removed)} objects removed" if removed else "clean: nothing to do")
         return 0
     return run

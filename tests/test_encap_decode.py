@@ -214,7 +214,7 @@ def test_decoders_fast_path_reports_what_the_general_path_reports(tmp_path, monk
     flipped[40] ^= 1
     unknown = bytearray(wire[6])
     unknown[23] ^= 0xFF
-    mixed = wire[:6] + [bytes(flipped), wire[2], wire[7][:30], bytes(unknown)] + wire[6:]
+    mixed = [*wire[:6], bytes(flipped), wire[2], wire[7][:30], bytes(unknown), *wire[6:]]
     wrpcap(str(tmp_path / "mixed.pcap"), [IP(p) for p in mixed])
 
     def lines(ring_of) -> list[str]:

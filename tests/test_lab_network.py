@@ -124,3 +124,27 @@ def test_scenario_is_honest_about_plain_gateways(tmp_path: Path, nothing_left: N
     assert status["no_plaintext"].status == "fail"
     assert result.pcaps["wan"].exists() and (tmp_path / "result.txt").exists()
     assert not result.passed
+
+
+def test_clean_leaves_links_of_runs_recorded_elsewhere(tmp_path: Path, nothing_left: None) -> None:
+    """A link of a run kept under another IPSECLAB_RUN_DIR is not clean's to delete; a link
+    of a dead run recorded under clean's own root is."""
+    from ipseclab.lab.cleanup import RunDir, untracked_links
+
+    dead = RunDir.create(tmp_path)
+    (dead.path / "owner").write_text("1 0\n")
+    foreign = next(f"{PREFIX}{t}" for t in ("zq1", "zq2", "zq3") if t != dead.tag)
+    pairs = [(f"{dead.prefix}s0", f"{dead.prefix}s1"), (f"{foreign}s0", f"{foreign}s1")]
+    try:
+        for a, b in pairs:  # veth pairs in the root namespace: no traffic, just names
+            subprocess.run(["ip", "link", "add", a, "type", "veth", "peer", "name", b],
+                           check=True)
+        assert {f"{foreign}s0", f"{foreign}s1"} <= set(untracked_links(tmp_path))
+        removed = clean(root=tmp_path)
+        assert f"link {dead.prefix}s0" in removed or f"link {dead.prefix}s1" in removed
+        left = root_links()
+        assert f"{dead.prefix}s0" not in left and f"{dead.prefix}s1" not in left
+        assert f"{foreign}s0" in left and f"{foreign}s1" in left
+    finally:
+        for a, _b in pairs:
+            subprocess.run(["ip", "link", "del", a], capture_output=True)

@@ -190,7 +190,9 @@ def clean(include_live: bool = False, root: Path = RUN_ROOT) -> list[str]:
                 dead.add(path.name)
                 removed += RunDir(path.name, root).teardown()
                 removed.append(f"run directory {path}")
-    removed += delete_links(lambda n: _OUR_LINK.match(n).group(1) not in live)  # type: ignore[union-attr]
+    # A link whose run has no record here may belong to a run kept under another
+    # IPSECLAB_RUN_DIR: only --all (include_live) removes it; see untracked_links().
+    removed += delete_links(lambda n: include_live or _tag(n) in dead)
     # Named namespaces only of runs we know were ours: other tools (tests included) use
     # names that start the same way.
     for ns in our_netns():
@@ -198,6 +200,18 @@ def clean(include_live: bool = False, root: Path = RUN_ROOT) -> list[str]:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
             removed.append(f"netns {ns}")
     return removed
+
+
+def _tag(link: str) -> str:
+    match = _OUR_LINK.match(link)
+    return match.group(1) if match else ""
+
+
+def untracked_links(root: Path = RUN_ROOT) -> list[str]:
+    """Links named like ours whose run has no record under ``root``: :func:`clean` leaves
+    them, since a run started with another IPSECLAB_RUN_DIR may still be using them."""
+    known = {p.name for p in root.iterdir() if p.is_dir()} if root.is_dir() else set()
+    return [name for name in our_links() if _tag(name) not in known]
 
 
 @contextlib.contextmanager
