@@ -128,6 +128,9 @@ class SecurityAssociation:
         outer_proto = (PROTO_UDP if self.encap is not None
                        else PROTO_AH if self.protocol is Protocol.AH else PROTO_ESP)
         self.outer = OuterHeader(self.src, self.dst, outer_proto)
+        # What ESP's fused tunnel path needs of that header: ESP straight over IPv4.
+        self.fast_outer4 = (self.outer.ipv4 if self.fast_aead is not None
+                            and self.encap is None else None)
 
     def next_ident(self) -> int:
         """The IPv4 identification of the next outer header: never 0, which Linux would
