@@ -19,156 +19,62 @@ How packets flow (DESIGN.md, "Data through a gateway"):
 
 Nothing a peer sends can stop the loop: each packet is handled inside a ``try``, counted,
 and at most a rate-limited log line is written. Keys never reach a log.
+
+This module holds the life cycle and the two packet paths; :class:`Gateway` mixes in the
+rest, one part of the daemon per module:
+
+    :mod:`.gateway_routes`    sysctls, policy routing, the TUN routes the SPD needs
+    :mod:`.gateway_sockets`   raw and UDP 4500 sockets, SO_MARK, which socket an SA uses
+    :mod:`.gateway_sad`       ``load``/``flush``, SA lifetimes, the ``esp_sa`` key log
+    :mod:`.gateway_commands`  control commands and their JSON views (:func:`sa_json`)
+    :mod:`.gateway_parts`     options, counters, the rate-limited log, the IKE interfaces
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import signal
 import socket
-import struct
 import sys
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from time import monotonic
-from typing import Any, Protocol
 
-from ipseclab.drivers.control import CONTROL_DIR, ControlServer, default_control_path  # noqa: F401
-from ipseclab.drivers.netconf import NetConf, NetConfError, local_addresses
-from ipseclab.drivers.netconf import ip as ip_command
-from ipseclab.drivers.tun import DEFAULT_MTU, TunDevice
-from ipseclab.errors import ConfigError, IpsecLabError
+from ipseclab.drivers.control import CONTROL_DIR, ControlServer, default_control_path
+from ipseclab.drivers.gateway_commands import GatewayCommands, policy_json, sa_json
+from ipseclab.drivers.gateway_parts import (
+    AddressCache,
+    DriverCounters,
+    GatewayExtension,
+    GatewayOptions,
+    IkeHandler,
+    RateLimitedLog,
+)
+from ipseclab.drivers.gateway_routes import DEFAULT_MARK, DEFAULT_TABLE, GatewayRoutes
+from ipseclab.drivers.gateway_sad import GatewaySad
+from ipseclab.drivers.gateway_sockets import GatewaySockets
+from ipseclab.drivers.gateway_sockets import encap_offset as _encap_offset
+from ipseclab.drivers.gateway_sockets import pktinfo_dst as _pktinfo_dst
+from ipseclab.drivers.netconf import NetConf
+from ipseclab.drivers.tun import TunDevice
 from ipseclab.ipsec import ip
 from ipseclab.ipsec.engine import IpsecEngine
-from ipseclab.ipsec.sa import Mode, SecurityAssociation
-from ipseclab.ipsec.sa import Protocol as IpsecProtocol
-from ipseclab.ipsec.spd import Policy, PolicyAction
-from ipseclab.ipsec.udpencap import NAT_T_PORT, NON_ESP_MARKER, Udp4500Kind, classify
+from ipseclab.ipsec.sa import SecurityAssociation
+from ipseclab.ipsec.udpencap import Udp4500Kind, classify
 from ipseclab.ipsec.verdict import Status
+
+# Names other modules, tests and notebooks import from here.
+__all__ = ["CONTROL_DIR", "DEFAULT_MARK", "DEFAULT_TABLE", "ControlServer", "DriverCounters",
+           "Gateway", "GatewayExtension", "GatewayOptions", "IkeHandler", "RateLimitedLog",
+           "default_control_path", "policy_json", "run_gateway", "sa_json", "setup_logging"]
 
 log = logging.getLogger("ipseclab.gateway")
 
-DEFAULT_MARK = 0x1E5
-DEFAULT_TABLE = 485  # 0x1e5
-RULE_PRIORITY = 220  # before main (32766); strongSwan uses 220 for its own table too
 BATCH = 64  # packets handled per wake-up of one reader before yielding to the others
 
-SO_MARK = 36
-IP_PKTINFO = 8
-IPV6_HDRINCL = 36
-_IN_PKTINFO = struct.Struct("=I4s4s")  # ifindex, spec_dst, addr (the header's destination)
-_IN6_PKTINFO = struct.Struct("=16sI")  # addr, ifindex
 
-
-class IkeHandler(Protocol):
-    """Receives IKE messages that arrived on UDP 4500 after the non-ESP marker (RFC 3948 §2.2).
-
-    ``message`` starts at the IKE header; ``remote`` is (address, port); ``local`` our address.
-    """
-
-    def __call__(self, message: bytes, remote: tuple[str, int], local: str) -> None: ...
-
-
-class GatewayExtension(Protocol):
-    """What keys the gateway beyond manual SAs (IKE: :mod:`ipseclab.drivers.ike_gateway`).
-
-    ``start`` runs once the sockets and the TUN are up, ``close`` before they go;
-    ``acquire`` gets each packet a PROTECT policy has no SA for (RFC 4301 §5.1, step 3);
-    ``handle`` answers control commands first and returns NotImplemented for the rest.
-    """
-
-    def start(self, gateway: Gateway) -> None: ...
-
-    def close(self) -> None: ...
-
-    def acquire(self, result: Any, packet: bytes) -> None: ...
-
-    def handle(self, request: dict[str, Any]) -> Any: ...
-
-
-RECV_BUFFER = 4 << 20
-
-
-@dataclass
-class GatewayOptions:
-    """Everything ``ipseclab gateway`` takes on its command line."""
-
-    name: str
-    manual: Path | None = None
-    swanctl: Path | None = None
-    control: Path | None = None
-    keylog_dir: Path | None = None
-    tun: str = "ipsec0"
-    mtu: int = DEFAULT_MTU
-    mark: int = DEFAULT_MARK
-    table: int = DEFAULT_TABLE
-    pidfile: Path | None = None
-    ike_retransmit: tuple[float, int] = (1.0, 5)  # first timeout (doubling), retransmissions
-
-
-@dataclass
-class DriverCounters:
-    """What the daemon itself counts, beside the engine's counters."""
-
-    tun_read: int = 0
-    tun_written: int = 0
-    wire_received: int = 0
-    wire_sent: int = 0
-    protected: int = 0
-    bypassed: int = 0
-    discarded: int = 0
-    acquire: int = 0
-    protect_errors: int = 0
-    send_errors: int = 0
-    tun_write_errors: int = 0
-    keepalives: int = 0
-    ike_received: int = 0
-    ike_dropped: int = 0
-    udp_malformed: int = 0
-    inbound_rejected: int = 0
-    internal_errors: int = 0
-    by_status: dict[str, int] = field(default_factory=dict)
-
-
-class RateLimitedLog:
-    """At most one line per ``interval`` seconds per key, saying how many were suppressed."""
-
-    def __init__(self, logger: logging.Logger, interval: float = 5.0) -> None:
-        self.logger, self.interval = logger, interval
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def __call__(self, key: str, message: str, *args: object, level: int = logging.WARNING,
-                 exc_info: bool = False) -> None:
-        now = time.monotonic()
-        if now - self._last.get(key, -1e9) < self.interval:
-            self._suppressed[key] = self._suppressed.get(key, 0) + 1
-            return
-        self._last[key] = now
-        more = self._suppressed.pop(key, 0)
-        if more:
-            message += f" ({more} similar suppressed)"
-        self.logger.log(level, message, *args, exc_info=exc_info)
-
-
-class _AddressCache(dict):
-    """Packed address bytes -> ipaddress object, so a packet does not build one each time."""
-
-    def get_address(self, packed: bytes) -> ip.IPAddress:
-        addr = self.get(packed)
-        if addr is None:
-            if len(self) > 4096:
-                self.clear()
-            addr = self[packed] = ipaddress.ip_address(packed)
-        return addr
-
-
-class Gateway:
+class Gateway(GatewayRoutes, GatewaySockets, GatewaySad, GatewayCommands):
     """One gateway: an :class:`IpsecEngine`, a TUN device, its sockets, routes and control."""
 
     def __init__(self, engine: IpsecEngine, options: GatewayOptions,
@@ -189,7 +95,7 @@ class Gateway:
         self._send_plan: dict[SecurityAssociation, tuple[socket.socket, tuple, int]] = {}
         self._lifetime_task: asyncio.Task | None = None
         self._routes: dict[tuple[int, str], list[str]] = {}
-        self._addresses = _AddressCache()
+        self._addresses = AddressCache()
         self._stop = asyncio.Event()
         self._control: ControlServer | None = None
         self._keylog = None
@@ -272,146 +178,6 @@ class Gateway:
             with contextlib.suppress(OSError):
                 self.options.pidfile.unlink()
 
-    # -- kernel configuration ----------------------------------------------------------
-
-    def _configure_kernel(self) -> None:
-        o, nc = self.options, self.netconf
-        tun = self.tun.name
-        # Decrypted packets come in on the TUN; their source is routed elsewhere for marked
-        # traffic, so reverse-path filtering must not drop them.
-        nc.sysctl("net.ipv4.conf.all.rp_filter", "0")
-        nc.sysctl(f"net.ipv4.conf.{tun}.rp_filter", "0")
-        nc.sysctl("net.ipv4.ip_forward", "1")
-        with contextlib.suppress(NetConfError):
-            nc.sysctl("net.ipv6.conf.all.forwarding", "1")
-        for family in ("-4", "-6"):
-            rule = ["rule", "add", "not", "fwmark", f"0x{o.mark:x}", "table", str(o.table),
-                    "priority", str(RULE_PRIORITY)]
-            undo = ["rule", "del", "not", "fwmark", f"0x{o.mark:x}", "table", str(o.table),
-                    "priority", str(RULE_PRIORITY)]
-            # A rule left by a daemon that was killed: remove it before adding ours.
-            for _ in range(8):
-                if ip_command(family, *undo, check=False).returncode != 0:
-                    break
-            try:
-                nc.run([family, *rule], [family, *undo])
-            except NetConfError:
-                if family == "-4":
-                    raise
-                log.info("no IPv6 policy routing in this namespace; IPv6 is not protected")
-
-    def desired_routes(self) -> dict[tuple[int, str], list[str]]:
-        """The TUN routes the SPD's outbound PROTECT policies need, keyed by (family, prefix).
-
-        Tunnel mode: the remote selector's prefixes. Transport mode: the same (usually the
-        peer's address), with ``src`` our address so that the kernel picks the address the
-        SA was made for.
-        """
-        mine = local_addresses()
-        routes: dict[tuple[int, str], list[str]] = {}
-        for policy in self.engine.spd.policies("out"):
-            if policy.action is not PolicyAction.PROTECT:
-                continue
-            src = self._route_source(policy, mine)
-            for net in policy.selector.remote.networks():
-                key = (net.version, str(net))
-                if key in routes:
-                    continue
-                args = [f"-{net.version}", "route", "replace", str(net), "dev", self.tun.name,
-                        "table", str(self.options.table)]
-                if src is not None:
-                    args += ["src", src]
-                routes[key] = args
-        return routes
-
-    @staticmethod
-    def _route_source(policy: Policy, mine: set[str]) -> str | None:
-        candidates = [str(t.src) for t in policy.templates if t.src is not None]
-        local = policy.selector.local
-        if local.start == local.end:
-            candidates.insert(0, str(ipaddress.ip_address(local.start) if local.version == 4
-                                     else ipaddress.IPv6Address(local.start)))
-        for addr in candidates:
-            if addr in mine:
-                return addr
-        # Tunnel mode: an address of ours inside the local subnet, for the gateway's own traffic.
-        for addr in mine:
-            a = ipaddress.ip_address(addr)
-            if a.version == local.version and local.start <= int(a) <= local.end:
-                return addr
-        return None
-
-    def sync_routes(self) -> None:
-        """Make the TUN routes match the SPD: add what is new, remove what is gone."""
-        want = self.desired_routes()
-        for key in list(self._routes):
-            if key not in want or want[key] != self._routes[key]:
-                self.netconf.forget(self._route_undo(key))
-                del self._routes[key]
-        for key, args in want.items():
-            if key in self._routes:
-                continue
-            try:
-                self.netconf.run(args, self._route_undo(key))
-            except NetConfError as exc:
-                log.warning("route %s: %s", key[1], exc)
-                continue
-            self._routes[key] = args
-            log.info("route %s via %s (table %d)", key[1], self.tun.name, self.options.table)
-
-    def _route_undo(self, key: tuple[int, str]) -> list[str]:
-        return [f"-{key[0]}", "route", "del", key[1], "dev", self.tun.name, "table",
-                str(self.options.table)]
-
-    # -- sockets -----------------------------------------------------------------------
-
-    def _socket(self, family: int, kind: int, proto: int = 0) -> socket.socket:
-        sock = socket.socket(family, kind, proto)
-        self._sockets.append(sock)
-        sock.setblocking(False)
-        sock.setsockopt(socket.SOL_SOCKET, SO_MARK, self.options.mark)
-        if kind != socket.SOCK_RAW or proto != socket.IPPROTO_RAW:
-            # Bursts (a TCP window's worth of ESP) must wait here, not be dropped.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER)
-        return sock
-
-    def _open_sockets(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            self._raw_out[4] = self._socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-            for proto in (ip.PROTO_ESP, ip.PROTO_AH):
-                sock = self._socket(socket.AF_INET, socket.SOCK_RAW, proto)
-                loop.add_reader(sock.fileno(), self._on_raw4, sock)
-            udp = self._socket(socket.AF_INET, socket.SOCK_DGRAM)
-            udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            udp.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-            udp.bind(("0.0.0.0", NAT_T_PORT))
-            self._udp[4] = udp
-            loop.add_reader(udp.fileno(), self._on_udp, udp, 4)
-        except PermissionError:
-            raise NetConfError("raw sockets need root (CAP_NET_RAW)") from None
-        except OSError as exc:
-            raise NetConfError(f"cannot open the gateway's IPv4 sockets: {exc}") from None
-        try:
-            # IPPROTO_RAW implies IPV6_HDRINCL; setting it states the intent (Linux >= 4.5).
-            raw6 = self._socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
-            with contextlib.suppress(OSError):
-                raw6.setsockopt(socket.IPPROTO_IPV6, IPV6_HDRINCL, 1)
-            self._raw_out[6] = raw6
-            for proto in (ip.PROTO_ESP, ip.PROTO_AH):
-                sock = self._socket(socket.AF_INET6, socket.SOCK_RAW, proto)
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
-                loop.add_reader(sock.fileno(), self._on_raw6, sock, proto)
-            udp6 = self._socket(socket.AF_INET6, socket.SOCK_DGRAM)
-            udp6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            udp6.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            udp6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
-            udp6.bind(("::", NAT_T_PORT))
-            self._udp[6] = udp6
-            loop.add_reader(udp6.fileno(), self._on_udp, udp6, 6)
-        except OSError as exc:
-            log.info("IPv6 sockets unavailable (%s); IPv6 SAs cannot be used", exc.strerror)
-
     # -- outbound: TUN -> engine -> wire -----------------------------------------------
 
     def _on_tun(self) -> None:
@@ -470,26 +236,6 @@ class Gateway:
         else:
             c.protect_errors += 1
             self.ratelog("protect", "cannot protect: %s", result.detail)
-
-    def _plan(self, sa: SecurityAssociation) -> tuple[socket.socket, tuple, int]:
-        """How packets of this outbound SA leave: which socket, to where, what to strip."""
-        family = sa.dst.version
-        if sa.encap is not None and sa.protocol is IpsecProtocol.ESP:
-            sock = self._udp.get(family)
-            addr: tuple = (str(sa.dst), sa.encap.dport)
-            # The engine built IP + UDP + ESP; the socket wants the ESP datagram alone.
-            strip = 28 if family == 4 and sa.mode is Mode.TUNNEL else -1
-        else:
-            sock = self._raw_out.get(family)
-            addr = (str(sa.dst), 0)
-            strip = 0
-        if sock is None:
-            raise NetConfError(f"no IPv{family} socket for {sa.name}")
-        if sa.encap is not None and sa.encap.sport != NAT_T_PORT:
-            self.ratelog("sport", "%s: source port %d is not supported, sending from %d",
-                         sa.name, sa.encap.sport, NAT_T_PORT)
-        plan = self._send_plan[sa] = (sock, addr, strip)
-        return plan
 
     def _send_bypass(self, packet: bytes) -> None:
         """A packet the SPD lets through in the clear: send it past the TUN routes."""
@@ -631,163 +377,6 @@ class Gateway:
             return
         local = str(self._addresses.get_address(dst)) if dst else ""
         self.ike_handler(message, (addr[0], addr[1]), local)
-
-    def send_ike(self, message: bytes, remote: tuple[str, int]) -> None:
-        """Send an IKE message from UDP 4500, behind the non-ESP marker (RFC 3948 §2.2)."""
-        family = ipaddress.ip_address(remote[0]).version
-        self._udp[family].sendto(NON_ESP_MARKER + message, remote)
-
-    # -- SAs and policies at run time --------------------------------------------------
-
-    def load(self, states: list[SecurityAssociation], policies: list[Policy]) -> None:
-        """Add SAs and policies; all policies or none (the SPD refuses duplicates)."""
-        added: list[Policy] = []
-        try:
-            for policy in policies:
-                added.append(self.engine.spd.add(policy))
-        except ConfigError:
-            for policy in added:
-                self.engine.spd.remove(policy)
-            raise
-        for sa in states:
-            self.engine.sad.add(sa)
-        self.engine.start_lifetimes(monotonic())
-        if self.tun is not None:
-            self.sync_routes()
-        self._keylog_add(states)
-
-    def _lifetime_events(self) -> None:
-        """Act on SA lifetimes: log soft limits (a rekey is due), forget hard-expired SAs."""
-        events, self.engine.events = self.engine.events, []
-        for ev in events:
-            if ev.hard:
-                self._send_plan.pop(ev.sa, None)
-                log.warning("%s: hard lifetime reached (%s); SA removed", ev.sa.name, ev.event)
-            else:
-                log.info("%s: soft lifetime reached (%s); a rekey is due", ev.sa.name, ev.event)
-
-    async def _lifetime_loop(self) -> None:
-        """Time limits expire without traffic too: poll the engine at its next deadline."""
-        while True:
-            deadline = self.engine.next_deadline()
-            delay = 1.0 if deadline is None else min(1.0, max(0.0, deadline - monotonic()))
-            await asyncio.sleep(delay)
-            self.engine.poll(monotonic())
-            if self.engine.events:
-                self._lifetime_events()
-
-    def flush(self) -> None:
-        """Remove every SA and policy (``ip xfrm state flush; ip xfrm policy flush``)."""
-        sas = list(self.engine.sad)
-        self.engine.sad.flush()
-        self.engine.spd.flush()
-        self._send_plan.clear()
-        if self.tun is not None:
-            self.sync_routes()
-        if self._keylog is not None:
-            for sa in sas:
-                key = (sa.spi, str(sa.dst))
-                if key in self._keylogged:
-                    self._keylog.remove(sa.spi, str(sa.dst))
-                    self._keylogged.discard(key)
-
-    def _keylog_add(self, sas: list[SecurityAssociation]) -> None:
-        if self._keylog is None:
-            return
-        from ipseclab.capture.keys import esp_sa_entry
-
-        for sa in sas:
-            if sa.protocol is not IpsecProtocol.ESP:
-                continue
-            try:
-                self._keylog.add(esp_sa_entry(sa))
-            except (IpsecLabError, OSError) as exc:
-                log.warning("key log: %s: %s", sa.name, exc)
-                continue
-            self._keylogged.add((sa.spi, str(sa.dst)))
-
-    # -- control commands (served by drivers/control.py) ------------------------------
-
-    def handle(self, request: dict[str, Any]) -> Any:
-        """One control command (JSON in, JSON-able out); see ``ipseclab ctl --help``."""
-        command = request.get("command")
-        if self.extension is not None:
-            answer = self.extension.handle(request)
-            if answer is not NotImplemented:
-                return answer
-        if command == "list-sas":
-            return self.list_sas()
-        if command == "list-policies":
-            return [policy_json(p) for p in self.engine.spd]
-        if command == "stats":
-            return self.stats()
-        if command == "load":
-            from ipseclab.config import xfrm
-
-            config = xfrm.load(request["file"])
-            if config.insecure:
-                log.warning("%s is marked insecure: weak SAs are allowed", config.source)
-            self.load(config.states, config.policies)
-            return {"states": len(config.states), "policies": len(config.policies)}
-        if command == "flush":
-            n = len(self.engine.sad), len(self.engine.spd)
-            self.flush()
-            return {"states": n[0], "policies": n[1]}
-        if command == "stop":
-            asyncio.get_running_loop().call_soon(self._stop.set)
-            return {"stopping": self.options.name}
-        raise ConfigError(f"unknown command '{command}'")
-
-    def list_sas(self) -> list[dict[str, Any]]:
-        mine = local_addresses()
-        return [sa_json(sa, "in" if str(sa.dst) in mine else "out", None)
-                for sa in self.engine.sad]
-
-    def stats(self) -> dict[str, Any]:
-        return {"name": self.options.name, "engine": asdict(self.engine.counters),
-                "driver": asdict(self.counters), "sas": len(self.engine.sad),
-                "policies": len(self.engine.spd)}
-
-
-def _encap_offset(packet: bytes) -> int:
-    """Where the ESP datagram starts in an IP + UDP packet the engine built."""
-    if packet[0] >> 4 == 4:
-        return (packet[0] & 0x0F) * 4 + 8
-    return ip.parse_header(packet).header_length + 8
-
-
-def _pktinfo_dst(ancdata: list, family: int) -> bytes | None:
-    """The destination address of a received datagram, from IP_PKTINFO / IPV6_PKTINFO."""
-    for level, kind, data in ancdata:
-        if family == 4 and level == socket.IPPROTO_IP and kind == IP_PKTINFO:
-            return _IN_PKTINFO.unpack_from(data)[2]
-        if family == 6 and level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO:
-            return _IN6_PKTINFO.unpack_from(data)[0]
-    return None
-
-
-def sa_json(sa: SecurityAssociation, direction: str,
-            tx: list[int] | None = None) -> dict[str, Any]:
-    """What ``ctl list-sas --json`` shows of one SA (no keys)."""
-    c = sa.counters
-    packets, nbytes = (tx[0], tx[1]) if tx is not None else (c.packets, c.bytes)
-    return {
-        "spi": f"0x{sa.spi:08x}", "direction": direction, "src": str(sa.src),
-        "dst": str(sa.dst), "protocol": str(sa.protocol), "mode": str(sa.mode),
-        "algorithms": sa.algorithms,
-        "encap": (f"espinudp {sa.encap.sport} {sa.encap.dport}" if sa.encap else None),
-        "reqid": sa.reqid, "packets": packets, "bytes": nbytes, "replay": c.replay,
-        "too_old": c.too_old, "auth_failed": c.auth_failed, "bad_padding": c.bad_padding,
-        "malformed": c.malformed, "policy_mismatch": c.policy_mismatch, "seq": sa.seq,
-        "replay_window": sa.replay_window, "esn": sa.esn,
-    }
-
-
-def policy_json(policy: Policy) -> dict[str, Any]:
-    return {"index": policy.index, "direction": str(policy.direction),
-            "selector": str(policy.selector), "action": policy.action.value,
-            "priority": policy.priority, "packets": policy.packets,
-            "templates": [str(t) for t in policy.templates]}
 
 
 def setup_logging(level: str) -> None:
