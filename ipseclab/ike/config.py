@@ -266,21 +266,38 @@ def _ip_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(text)
 
 
+_ANY_OF = {"%any4": "0.0.0.0/0", "%any6": "::/0"}
+
+
+@functools.lru_cache(maxsize=1024)
+def _address_range(text: str) -> tuple[int, int, int] | None:
+    """A ``local_addrs``/``remote_addrs`` entry as (IP version, first, last), the addresses
+    as numbers, version 0 for ``%any``; None for a DNS name (resolving it is the driver's
+    business). Parsed once per entry: every IKE_SA_INIT request asks which connections its
+    addresses fit."""
+    text = text.strip()
+    if text == "%any":
+        return 0, 0, 0
+    text = _ANY_OF.get(text, text)
+    try:
+        if "-" in text:
+            first, last = (ipaddress.ip_address(p.strip()) for p in text.split("-", 1))
+            if first.version != last.version:
+                return None
+            return first.version, int(first), int(last)
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+    return net.version, int(net.network_address), int(net.broadcast_address)
+
+
 def _address_in(address: str, allowed: list[str]) -> bool:
     addr = _ip_address(address)
     for text in allowed:
-        text = text.strip()
-        if text in ("%any", "%any4", "%any6", "0.0.0.0/0", "::/0"):
-            if text == "%any" or (text in ("%any4", "0.0.0.0/0")) == (addr.version == 4):
-                return True
+        bounds = _address_range(text)
+        if bounds is None:
             continue
-        try:
-            if "-" in text:
-                first, last = (ipaddress.ip_address(p.strip()) for p in text.split("-", 1))
-                if first.version == addr.version and first <= addr <= last:  # type: ignore
-                    return True
-            elif addr in ipaddress.ip_network(text, strict=False):
-                return True
-        except ValueError:
-            continue  # a DNS name: resolving it is the driver's business
+        version, first, last = bounds
+        if version == 0 or (version == addr.version and first <= int(addr) <= last):
+            return True
     return False

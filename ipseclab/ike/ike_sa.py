@@ -36,6 +36,7 @@ malformed after decryption gets INVALID_SYNTAX; nothing a peer sends raises out 
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -840,7 +841,10 @@ def _narrow(proposed: list[TrafficSelector], allowed: list[TrafficSelector]
 
 
 
+@functools.lru_cache(maxsize=64)
 def _wireshark_encryption(suite: IkeSuite) -> str:
+    """Wireshark's name of the suite's cipher; cached, as a suite is frozen and every
+    IkeSaEstablished event names it."""
     from ipseclab import keylog
 
     enc = suite.encryption
@@ -858,6 +862,7 @@ def _wireshark_encryption(suite: IkeSuite) -> str:
     return enc.keyword  # e.g. ChaCha20-Poly1305: tshark 4.0 has no name for it
 
 
+@functools.lru_cache(maxsize=64)
 def _wireshark_integrity(suite: IkeSuite) -> str:
     from ipseclab import keylog
 

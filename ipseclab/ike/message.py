@@ -47,8 +47,13 @@ HEADER_SIZE = _HEADER.size  # 28
 GENERIC_HEADER_SIZE = _GENERIC.size  # 4
 VERSION = 0x20  # major version 2, minor version 0
 _CRITICAL = 0x80
+_ENCRYPTED = (Encrypted, EncryptedFragment)  # SK and SKF: always the last payload
 
 P = TypeVar("P", bound=Payload)
+
+# Every value of the Flags octet as a HeaderFlag, made once: HeaderFlag(value) costs an enum
+# call, and every message built or parsed needs one.
+_FLAGS = {value: HeaderFlag(value) for value in range(256)}
 
 
 @dataclass
@@ -65,7 +70,8 @@ class Message:
 
     def __post_init__(self) -> None:
         self.exchange_type = enum_or_int(ExchangeType, self.exchange_type)
-        self.flags = HeaderFlag(self.flags)
+        flags = _FLAGS.get(self.flags)
+        self.flags = flags if flags is not None else HeaderFlag(self.flags)
 
     @property
     def is_initiator(self) -> bool:
@@ -111,7 +117,7 @@ def parse_message(data: bytes) -> Message:
     require(length == len(data), f"IKE header says {length} octets, datagram has {len(data)}")
     payloads = _parse_chain(first_type, data[HEADER_SIZE:], HEADER_SIZE, outer=True)
     # Bits other than I, V and R "MUST be ignored on receipt" (§3.1).
-    return Message(spi_i, spi_r, exchange_type, HeaderFlag(flags & 0x38), message_id, payloads)
+    return Message(spi_i, spi_r, exchange_type, flags & 0x38, message_id, payloads)
 
 
 def parse_payload_chain(first_type: int, data: bytes) -> list[Payload]:
@@ -141,7 +147,7 @@ def _parse_chain(next_type: int, data: bytes, base: int, *, outer: bool) -> list
             _malformed(next_type, base + offset, f"Payload Length {length} overruns message")
         body = data[offset + GENERIC_HEADER_SIZE:offset + length]
         payload_class = PAYLOAD_CLASSES.get(next_type)
-        encrypted = payload_class is Encrypted or payload_class is EncryptedFragment
+        encrypted = payload_class in _ENCRYPTED
         if payload_class is None and critical:
             raise MalformedMessage(f"{_at(next_type, base + offset)}: unknown payload type"
                                    " marked critical",
@@ -186,7 +192,7 @@ def build_payload_chain(payloads: Sequence[Payload]) -> tuple[int, bytes]:
     """
     parts = []
     for index, payload in enumerate(payloads):
-        if isinstance(payload, Encrypted | EncryptedFragment):
+        if isinstance(payload, _ENCRYPTED):
             if index != len(payloads) - 1:
                 raise ValueError("the SK/SKF payload must be the last payload (RFC 7296 §3.14)")
             following = payload.first_inner

@@ -49,6 +49,8 @@ __all__ = [
 
 # -- proposals (RFC 7296 §2.7, §3.3) --------------------------------------------------------
 
+_PROTOCOL_NAMES = {ProtocolId.IKE: "ike", ProtocolId.ESP: "esp", ProtocolId.AH: "ah"}
+
 
 def sa_payload_for(proposals: Iterable[Proposal], protocol_id: int, spi: bytes = b"",
                    numbers: Iterable[int] | None = None) -> SecurityAssociation:
@@ -67,14 +69,14 @@ def read_proposals(payload: SecurityAssociation, protocol_id: int
 
     A proposal naming only algorithms we lack is skipped: we could never choose it.
     """
-    protocol = {ProtocolId.IKE: "ike", ProtocolId.ESP: "esp", ProtocolId.AH: "ah"}
     out = []
     for wire in payload.proposals:
         if wire.protocol_id != protocol_id:
             continue
         transforms = [(t.transform_type, t.transform_id, t.key_length) for t in wire.transforms]
         try:
-            out.append((wire, Proposal.from_transforms(protocol[protocol_id], transforms)))
+            out.append((wire, Proposal.from_transforms(_PROTOCOL_NAMES[protocol_id],
+                                                       transforms)))
         except (IpsecLabError, KeyError, TypeError):
             continue
     return out

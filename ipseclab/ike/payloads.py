@@ -146,8 +146,8 @@ class Identification(Payload):
         (id_type,) = _TYPE_AND_RESERVED.unpack_from(body)
         data = body[4:]
         size = _ID_ADDRESS_SIZE.get(id_type)  # type: ignore[call-overload]
-        require(size is None or len(data) == size,
-                f"{IdType(id_type).name if size else id_type} identity of {len(data)} octets")
+        if size is not None and len(data) != size:
+            raise MalformedMessage(f"{IdType(id_type).name} identity of {len(data)} octets")
         return cls(id_type, data)
 
     def to_bytes(self) -> bytes:
@@ -258,8 +258,8 @@ class Nonce(Payload):
 
     @classmethod
     def parse(cls, body: bytes) -> Self:
-        require(NONCE_MIN <= len(body) <= NONCE_MAX,
-                f"nonce of {len(body)} octets, not {NONCE_MIN}..{NONCE_MAX}")
+        if not NONCE_MIN <= len(body) <= NONCE_MAX:
+            raise MalformedMessage(f"nonce of {len(body)} octets, not {NONCE_MIN}..{NONCE_MAX}")
         return cls(body)
 
     def to_bytes(self) -> bytes:
@@ -361,7 +361,8 @@ class Delete(Payload):
         require(len(body) >= 4, "Delete payload shorter than 4 octets")
         protocol_id, spi_size, count = cls._HEADER.unpack_from(body)
         require(spi_size > 0 or count == 0, "Delete payload with SPIs of size zero")
-        require(len(body) == 4 + spi_size * count,
+        if len(body) != 4 + spi_size * count:
+            raise MalformedMessage(
                 f"Delete payload length disagrees with {count} SPIs of {spi_size} octets")
         spis = [body[i:i + spi_size] for i in range(4, len(body), spi_size or 1)]
         return cls(protocol_id, spi_size, spis)
@@ -437,7 +438,8 @@ class EncryptedFragment(Payload):
     def parse(cls, body: bytes) -> Self:
         require(len(body) >= 4, "SKF payload shorter than 4 octets")
         number, total = cls._HEADER.unpack_from(body)
-        require(1 <= number <= total, f"fragment {number} of {total}")
+        if not 1 <= number <= total:
+            raise MalformedMessage(f"fragment {number} of {total}")
         return cls(number, total, body=body[4:])
 
     def to_bytes(self) -> bytes:

@@ -28,7 +28,7 @@ from ipseclab.ike.constants import (
     TransformType,
     enum_or_int,
 )
-from ipseclab.ike.payload_base import Payload, require
+from ipseclab.ike.payload_base import MalformedMessage, Payload, require
 
 _SUBSTRUC = struct.Struct("!BBH")  # Last Substruc, RESERVED, Length
 _PROPOSAL = struct.Struct("!BBHBBBB")  # ... + Proposal Num, Protocol ID, SPI Size, #Transforms
@@ -63,11 +63,12 @@ class TransformAttribute:
         return cls(TransformAttributeType.KEY_LENGTH, bits)
 
     @classmethod
-    def parse_all(cls, data: bytes) -> list[Self]:
+    def parse_all(cls, data: bytes, offset: int = 0, end: int | None = None) -> list[Self]:
+        """The attributes in ``data[offset:end]`` (all of ``data`` by default)."""
+        end = len(data) if end is None else end
         attributes = []
-        offset = 0
-        while offset < len(data):
-            require(len(data) - offset >= 4, "transform attribute truncated")
+        while offset < end:
+            require(end - offset >= 4, "transform attribute truncated")
             word, value = _ATTRIBUTE.unpack_from(data, offset)
             offset += 4
             attribute_type = enum_or_int(TransformAttributeType, word & 0x7FFF)
@@ -76,7 +77,7 @@ class TransformAttribute:
                 continue
             require(attribute_type != TransformAttributeType.KEY_LENGTH,
                     "Key Length attribute must use TV format")
-            require(offset + value <= len(data), "TLV transform attribute overruns its transform")
+            require(offset + value <= end, "TLV transform attribute overruns its transform")
             attributes.append(cls(attribute_type, data[offset:offset + value]))
             offset += value
         return attributes
@@ -115,13 +116,18 @@ class Transform:
         return None
 
     @classmethod
-    def parse(cls, data: bytes) -> tuple[Self, int, bool]:
-        """Read one transform at the start of ``data``: (transform, its length, more follow?)."""
-        require(len(data) >= 8, "transform truncated")
-        last, _, length, transform_type, _, transform_id = _TRANSFORM.unpack_from(data)
-        require(last in (0, MORE_TRANSFORMS), f"transform Last Substruc is {last}, not 0 or 3")
-        require(8 <= length <= len(data), f"transform length {length} out of bounds")
-        attributes = TransformAttribute.parse_all(data[8:length])
+    def parse(cls, data: bytes, offset: int = 0, end: int | None = None
+              ) -> tuple[Self, int, bool]:
+        """Read one transform at ``data[offset:end]``: (transform, its length, more follow?)."""
+        end = len(data) if end is None else end
+        require(end - offset >= 8, "transform truncated")
+        last, _, length, transform_type, _, transform_id = _TRANSFORM.unpack_from(data, offset)
+        if last != 0 and last != MORE_TRANSFORMS:
+            raise MalformedMessage(f"transform Last Substruc is {last}, not 0 or 3")
+        if not 8 <= length <= end - offset:
+            raise MalformedMessage(f"transform length {length} out of bounds")
+        attributes = (TransformAttribute.parse_all(data, offset + 8, offset + length)
+                      if length > 8 else [])
         return cls(transform_type, transform_id, attributes), length, last == MORE_TRANSFORMS
 
     def to_bytes(self, last: bool) -> bytes:
@@ -151,22 +157,27 @@ class Proposal:
         return [t for t in self.transforms if t.transform_type == transform_type]
 
     @classmethod
-    def parse(cls, data: bytes) -> tuple[Self, int, bool]:
-        """Read one proposal at the start of ``data``: (proposal, its length, more follow?)."""
-        require(len(data) >= 8, "proposal truncated")
-        last, _, length, number, protocol_id, spi_size, count = _PROPOSAL.unpack_from(data)
-        require(last in (0, MORE_PROPOSALS), f"proposal Last Substruc is {last}, not 0 or 2")
-        require(8 + spi_size <= length <= len(data), f"proposal length {length} out of bounds")
-        spi = data[8:8 + spi_size]
-        rest = data[8 + spi_size:length]
+    def parse(cls, data: bytes, offset: int = 0) -> tuple[Self, int, bool]:
+        """Read one proposal at ``data[offset:]``: (proposal, its length, more follow?)."""
+        require(len(data) - offset >= 8, "proposal truncated")
+        last, _, length, number, protocol_id, spi_size, count = (
+            _PROPOSAL.unpack_from(data, offset))
+        if last != 0 and last != MORE_PROPOSALS:
+            raise MalformedMessage(f"proposal Last Substruc is {last}, not 0 or 2")
+        if not 8 + spi_size <= length <= len(data) - offset:
+            raise MalformedMessage(f"proposal length {length} out of bounds")
+        spi = data[offset + 8:offset + 8 + spi_size]
+        position, end = offset + 8 + spi_size, offset + length
         transforms = []
-        more = bool(rest)
+        more = position < end
         while more:
-            transform, used, more = Transform.parse(rest)
+            transform, used, more = Transform.parse(data, position, end)
             transforms.append(transform)
-            rest = rest[used:]
-            require(more == bool(rest), "transform Last Substruc disagrees with proposal length")
-        require(len(transforms) == count,
+            position += used
+            require(more == (position < end),
+                    "transform Last Substruc disagrees with proposal length")
+        if len(transforms) != count:
+            raise MalformedMessage(
                 f"proposal announces {count} transforms but holds {len(transforms)}")
         return cls(number, protocol_id, spi, transforms), length, last == MORE_PROPOSALS
 
@@ -190,13 +201,14 @@ class SecurityAssociation(Payload):
     def parse(cls, body: bytes) -> Self:
         require(len(body) > 0, "SA payload without proposals")
         proposals = []
-        rest = body
+        offset = 0
         more = True
         while more:
-            proposal, used, more = Proposal.parse(rest)
+            proposal, used, more = Proposal.parse(body, offset)
             proposals.append(proposal)
-            rest = rest[used:]
-            require(more == bool(rest), "proposal Last Substruc disagrees with SA payload length")
+            offset += used
+            require(more == (offset < len(body)),
+                    "proposal Last Substruc disagrees with SA payload length")
         return cls(proposals)
 
     def to_bytes(self) -> bytes:

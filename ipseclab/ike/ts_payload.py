@@ -19,7 +19,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Self
 
 from ipseclab.ike.constants import PayloadType, TSType, enum_or_int
-from ipseclab.ike.payload_base import Payload, require
+from ipseclab.ike.payload_base import MalformedMessage, Payload, require
 
 _TS_HEADER = struct.Struct("!B3x")  # Number of TSs, RESERVED
 _SELECTOR = struct.Struct("!BBHHH")  # TS Type, IP Protocol ID, Selector Length, ports
@@ -83,20 +83,22 @@ def address_from_packed(packed: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6
     return ipaddress.ip_address(packed)
 
 
-def _parse_selector(data: bytes) -> tuple[TrafficSelector | RawSelector, int]:
-    """Read the selector at the start of ``data``: (selector, its length)."""
-    require(len(data) >= 4, "traffic selector truncated")
-    ts_type, ip_protocol, length = _SELECTOR_HEADER.unpack_from(data)
-    require(4 <= length <= len(data), f"traffic selector length {length} out of bounds")
+def _parse_selector(data: bytes, offset: int) -> tuple[TrafficSelector | RawSelector, int]:
+    """Read the selector at ``data[offset:]``: (selector, its length)."""
+    require(len(data) - offset >= 4, "traffic selector truncated")
+    ts_type, ip_protocol, length = _SELECTOR_HEADER.unpack_from(data, offset)
+    if not 4 <= length <= len(data) - offset:
+        raise MalformedMessage(f"traffic selector length {length} out of bounds")
     address_size = _ADDRESS_SIZE.get(ts_type)  # type: ignore[call-overload]
     if address_size is None:
         # Unknown types: only the type and length are common to all selector formats.
-        return RawSelector(enum_or_int(TSType, ts_type), data[4:length]), length
-    require(length == 8 + 2 * address_size,
-            f"{TSType(ts_type).name} selector length is {length}, not {8 + 2 * address_size}")
-    _, _, _, start_port, end_port = _SELECTOR.unpack_from(data)
-    start = address_from_packed(data[8:8 + address_size])
-    end = address_from_packed(data[8 + address_size:length])
+        return RawSelector(enum_or_int(TSType, ts_type), data[offset + 4:offset + length]), length
+    if length != 8 + 2 * address_size:
+        raise MalformedMessage(f"{TSType(ts_type).name} selector length is {length},"
+                               f" not {8 + 2 * address_size}")
+    _, _, _, start_port, end_port = _SELECTOR.unpack_from(data, offset)
+    start = address_from_packed(data[offset + 8:offset + 8 + address_size])
+    end = address_from_packed(data[offset + 8 + address_size:offset + length])
     return TrafficSelector(start, end, ip_protocol, start_port, end_port), length
 
 
@@ -113,7 +115,7 @@ class TrafficSelectors(Payload):
         selectors = []
         offset = 4
         for _ in range(count):
-            selector, used = _parse_selector(body[offset:])
+            selector, used = _parse_selector(body, offset)
             selectors.append(selector)
             offset += used
         require(offset == len(body), "TS payload length disagrees with its Number of TSs")
