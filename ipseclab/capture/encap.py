@@ -6,13 +6,20 @@ as a gateway would send it; the protected capture and a Wireshark key log come o
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ipseclab.capture.keys import esp_sa_entry
-from ipseclab.capture.pcap import LINKTYPE_RAW, PcapWriter, ip_payload, read_capture
+from ipseclab.capture.pcap import (
+    LINKTYPE_RAW,
+    CaptureError,
+    PcapWriter,
+    ip_payload,
+    read_capture,
+)
 from ipseclab.config.xfrm import ManualConfig
 from ipseclab.ipsec.engine import IpsecEngine
 from ipseclab.ipsec.sa import Protocol
@@ -47,12 +54,25 @@ def write_keylog(config: ManualConfig, path: str | os.PathLike[str]) -> int:
 def encap_capture(config: ManualConfig, src: str | os.PathLike[str],
                   dst: str | os.PathLike[str],
                   progress: Callable[[int], None] | None = None) -> EncapReport:
-    """Run every packet of ``src`` through the outbound SPD and write ``dst`` (raw IP)."""
+    """Run every packet of ``src`` through the outbound SPD and write ``dst`` (raw IP).
+
+    The input is opened and its first frame read before ``dst`` is created, so a missing
+    or damaged input leaves no empty output behind; ``dst`` may not be ``src`` itself.
+    """
+    if Path(dst).exists() and Path(dst).resolve() == Path(src).resolve():
+        raise CaptureError("the output would overwrite the input capture", file=str(dst))
     engine = IpsecEngine()
     engine.load(config.states, config.policies)
     report = EncapReport()
+    frames = read_capture(src)
+    first = next(frames, None)
+    try:
+        Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CaptureError(f"cannot create its directory: {e.strerror or e}",
+                           file=str(dst)) from None
     with PcapWriter(dst, LINKTYPE_RAW) as writer:
-        for frame in read_capture(src):
+        for frame in itertools.chain((first,) if first is not None else (), frames):
             report.frames += 1
             if progress is not None and report.frames % 10000 == 0:
                 progress(report.frames)
