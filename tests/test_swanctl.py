@@ -314,3 +314,15 @@ def test_secret_value_not_in_error(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_swanctl(path)
     assert "supersecret" not in str(info.value)
+
+
+def test_endpoints_are_the_first_single_addresses() -> None:
+    """Where an initiator or a trap sends from and to: never a subnet, range, %any or name."""
+    from ipseclab.ike.config import IkeConfig
+
+    config = IkeConfig("c", local_addrs=["192.0.2.0/24", "%any", "192.0.2.1", "192.0.2.9"],
+                       remote_addrs=["gw.example", "198.51.100.1-198.51.100.9", "2001:db8::2"])
+    assert config.endpoints() == ("192.0.2.1", "2001:db8::2")
+    anywhere = IkeConfig("any")
+    assert anywhere.endpoints() == (None, None)
+    assert anywhere.endpoints("203.0.113.5") == ("203.0.113.5", None)

@@ -15,7 +15,6 @@ A mixin of :class:`ipseclab.drivers.ike_gateway.IkeGateway`.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections import deque
 from time import monotonic
@@ -49,8 +48,7 @@ class IkeTraps:
         if reqid is None:
             reqid = self._traps[key] = TRAP_REQID_BASE + len(self._traps) + 1
             self._trap_of[reqid] = key
-        local = next((a for a in config.local_addrs if _concrete(a)), self.engine.local_addr)
-        remote = next((a for a in config.remote_addrs if _concrete(a)), None)
+        local, remote = config.endpoints(self.engine.local_addr)
         if local is None or remote is None:
             log.warning("%s: start_action=trap needs concrete local and remote addresses",
                         config.name)
@@ -116,11 +114,3 @@ class IkeTraps:
                 self.gateway._outbound(packet)
             else:
                 self.counters["queue_dropped"] += 1
-
-
-def _concrete(address: str) -> bool:
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return True

@@ -253,6 +253,13 @@ class IkeConfig:
         """Whether a peer at ``remote`` talking to ``local`` may use this connection."""
         return _address_in(local, self.local_addrs) and _address_in(remote, self.remote_addrs)
 
+    def endpoints(self, default_local: str | None = None) -> tuple[str | None, str | None]:
+        """The first single address of ``local_addrs`` and of ``remote_addrs``: where an
+        initiator (or a trap's template) sends from and to. Ranges, subnets, ``%any`` and
+        names give none; the local side then falls back to ``default_local``."""
+        local = next((a for a in self.local_addrs if _concrete(a)), default_local)
+        return local, next((a for a in self.remote_addrs if _concrete(a)), None)
+
 
 @functools.lru_cache(maxsize=1024)
 def _parse_selectors(texts: tuple[str, ...], address: str) -> tuple[TrafficSelector, ...]:
@@ -264,6 +271,15 @@ def _parse_selectors(texts: tuple[str, ...], address: str) -> tuple[TrafficSelec
 @functools.lru_cache(maxsize=1024)
 def _ip_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _concrete(text: str) -> bool:
+    try:
+        _ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 _ANY_OF = {"%any4": "0.0.0.0/0", "%any6": "::/0"}

@@ -23,7 +23,6 @@ themselves are :class:`ipseclab.ike.ike_sa.IkeSa`.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import ipaddress
 import os
@@ -190,8 +189,7 @@ class IkeEngine:
         config = self.configs.get(connection)
         if config is None:
             raise ConfigError(f"no connection named '{connection}'", token=connection)
-        local = next((a for a in config.local_addrs if _concrete(a)), self.local_addr)
-        remote = next((a for a in config.remote_addrs if _concrete(a)), None)
+        local, remote = config.endpoints(self.local_addr)
         if local is None or remote is None:
             raise ConfigError(f"connection {connection}: initiating needs concrete local and"
                               " remote addresses")
@@ -438,12 +436,3 @@ class IkeEngine:
         for key, value in list(self._half_open.items()):
             if value is sa:
                 del self._half_open[key]
-
-
-@functools.lru_cache(maxsize=1024)
-def _concrete(address: str) -> bool:
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return True
