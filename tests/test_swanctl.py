@@ -326,3 +326,30 @@ def test_endpoints_are_the_first_single_addresses() -> None:
     anywhere = IkeConfig("any")
     assert anywhere.endpoints() == (None, None)
     assert anywhere.endpoints("203.0.113.5") == ("203.0.113.5", None)
+
+
+@pytest.mark.parametrize(("remote", "problem"), [
+    ("198.51.100.300", "is no IP address, subnet or range"),
+    ("198.51.100.0/33", "is no IP address, subnet or range"),
+    ("198.51.100.1-2001:db8::1", "different IP versions"),
+    ("198.51.100.9-198.51.100.1", "first address is above its last"),
+])
+def test_address_typos_are_errors_with_file_and_line(tmp_path, remote, problem):
+    path = write(tmp_path, "swanctl.conf",
+                 PSK_SITE.replace("remote_addrs = 198.51.100.1", f"remote_addrs = {remote}"))
+    with pytest.raises(ConfigError, match=problem) as info:
+        load_swanctl(path)
+    assert info.value.line == 5 and "remote_addrs" in str(info.value)
+
+
+def test_addresses_subnets_ranges_and_names(tmp_path):
+    text = PSK_SITE.replace("remote_addrs = 198.51.100.1", "remote_addrs = sun.example.org,"
+                            " 198.51.100.1, 198.51.100.0/24, 198.51.100.1-198.51.100.9, %any6,"
+                            " 2001:db8::1")
+    loaded = load_swanctl(write(tmp_path, "swanctl.conf", text))
+    config = loaded.connections["gw-gw"]
+    assert config.remote_addrs[0] == "sun.example.org" and len(config.remote_addrs) == 6
+    (warning,) = [w for w in loaded.warnings if "remote_addrs" in w]  # updown is another
+    assert "'sun.example.org' is taken as a host name" in warning and ":5:" in warning
+    assert config.matches_addresses("192.0.2.1", "198.51.100.5")
+    assert config.endpoints() == ("192.0.2.1", "198.51.100.1")

@@ -588,6 +588,22 @@ class _Loader:
     def as_list(self, v: Value) -> list[str]:
         return [p.strip() for p in v.text.split(",") if p.strip()]
 
+    def addresses(self, v: Value, key: str) -> list[str]:
+        """``local_addrs``/``remote_addrs``: addresses, subnets, ranges, ``%any``/``%any4``/
+        ``%any6``. A typo that looks like an address is an error; a host name is kept but
+        warned about, since ipseclab resolves no names (nothing in the lab has DNS)."""
+        entries = self.as_list(v)
+        for text in entries:
+            if text in ("%any", "%any4", "%any6"):
+                continue
+            problem = _address_problem(text)
+            if problem == "name":
+                self.warnings.append(f"{v.file}:{v.line}: {key}: '{text}' is taken as a host"
+                                     " name, and ipseclab resolves none: it matches no peer")
+            elif problem:
+                raise self.err(v, key, f"'{text}' {problem}")
+        return entries
+
     def files(self, v: Value, key: str, folder: str) -> list[Path]:
         out = []
         for name in self.as_list(v):
@@ -724,7 +740,7 @@ class _Loader:
                 raise self.err(v["version"], f"{path}.version", "IKEv1 is not supported")
         for key in ("local_addrs", "remote_addrs"):
             if key in v:
-                kw[key] = self.as_list(v[key])
+                kw[key] = self.addresses(v[key], f"{path}.{key}")
         for key in ("local_port", "remote_port"):
             if key in v:
                 kw[key] = self.as_int(v[key], f"{path}.{key}", 1, 65535)
@@ -1037,6 +1053,26 @@ class _Loader:
 def _spki(key: object) -> bytes:
     return key.public_bytes(Encoding.DER,  # type: ignore[attr-defined]
                             PublicFormat.SubjectPublicKeyInfo)
+
+
+def _address_problem(text: str) -> str:
+    """What is wrong with one ``local_addrs``/``remote_addrs`` entry: "" (nothing), "name"
+    (a host name), or why it is no address, subnet or range."""
+    try:
+        if "-" in text and (":" in text or text.replace("-", "").replace(".", "").isdigit()):
+            first, last = (ipaddress.ip_address(p.strip()) for p in text.split("-", 1))
+            if first.version != last.version:
+                return "is a range whose ends are of different IP versions"
+            return "" if first <= last else "is a range whose first address is above its last"
+        if "/" in text:
+            ipaddress.ip_network(text, strict=False)
+            return ""
+        ipaddress.ip_address(text)
+        return ""
+    except ValueError as exc:
+        if ":" in text or text.replace(".", "").replace("/", "").replace("-", "").isdigit():
+            return f"is no IP address, subnet or range ({exc})"
+        return "name"
 
 
 def _first_address(addrs: list[str] | None) -> str:
