@@ -170,6 +170,71 @@ def _clean(p: argparse.ArgumentParser):
     return run
 
 
+@command("check", "load swanctl.conf or 'ip xfrm' files and show what ipseclab reads")
+def _check(p: argparse.ArgumentParser):
+    p.description = ("Load each file as 'ipseclab gateway' would (a swanctl.conf, or a file of"
+                     " 'ip xfrm' lines) and show what it holds and its warnings, or the error"
+                     " that stops it. Nothing is started.")
+    p.add_argument("files", nargs="+", metavar="FILE")
+
+    def run(a: argparse.Namespace) -> int:
+        failed = 0
+        for path in a.files:
+            try:
+                print(f"{path}:\n" + "\n".join(f"  {line}" for line in _check_file(path)))
+            except IpsecLabError as exc:
+                print(f"ipseclab: error: {exc}", file=sys.stderr)
+                failed += 1
+        return 2 if failed else 0
+    return run
+
+
+def _check_file(path: str) -> list[str]:
+    """What ``ipseclab check`` prints of one file, as lines."""
+    from pathlib import Path
+
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IpsecLabError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"
+                            ) from None
+    words = [line.split()[0] for line in text.splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    if words and words[0] == "ip":
+        from ipseclab.config import xfrm
+
+        manual = xfrm.load(path)
+        lines = [f"'ip xfrm' file: {_count(manual.states, 'SA')},"
+                 f" {_count(manual.policies, 'policy', 'policies')}"]
+        for sa in manual.states:
+            extras = [f"reqid {sa.reqid}", f"replay-window {sa.replay_window}"]
+            if sa.esn:
+                extras.append("esn")
+            if sa.encap is not None:
+                extras.append(f"espinudp {sa.encap.sport} {sa.encap.dport}")
+            lines.append(f"SA {sa.name}, {sa.mode}, {sa.algorithms}, {', '.join(extras)}")
+        for policy in manual.policies:
+            head = (f"policy {policy.selector} dir {policy.direction}"
+                    f" {policy.action.name.lower()} priority {policy.priority}")
+            lines.append(head + "".join(f", tmpl {t}" for t in policy.templates))
+        return lines
+    from ipseclab.config.swanctl import load_swanctl
+    from ipseclab.drivers.cli_gateway import format_conns
+    from ipseclab.drivers.ike_gateway import IkeGateway
+
+    loaded = load_swanctl(path)
+    gateway = IkeGateway.from_loaded(loaded, path)
+    lines = [f"swanctl.conf: {_count(loaded.connections, 'connection')}"]
+    lines += format_conns(gateway.list_conns()).splitlines()
+    lines += [f"warning: {w}" for w in loaded.warnings]
+    return lines
+
+
+def _count(items: object, one: str, many: str = "") -> str:
+    n = len(items)  # type: ignore[arg-type]
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 @command("doctor", "say what this machine lacks for the lab and how to install it")
 def _doctor(p: argparse.ArgumentParser):
     def run(a: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +16,7 @@ def test_help_lists_the_commands(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for name in ("run", "encap", "decode", "gateway", "ctl", "clean", "doctor", "lab"):
+    for name in ("run", "encap", "decode", "gateway", "ctl", "clean", "doctor", "lab", "check"):
         assert name in out
 
 
@@ -40,3 +41,43 @@ def test_python_dash_m_works() -> None:
     out = subprocess.run([sys.executable, "-m", "ipseclab", "--version"], capture_output=True,
                          text=True, check=True).stdout
     assert out.startswith("ipseclab ")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_check_shows_an_xfrm_file_and_a_swanctl_conf(capsys) -> None:
+    rc = main(["check", str(ROOT / "examples" / "site-to-site.xfrm"),
+               str(ROOT / "topologies" / "configs" / "nat-road-warrior" / "gw.xfrm"),
+               str(ROOT / "topologies" / "configs" / "site-to-site" / "gw1.swanctl.conf")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "'ip xfrm' file: 2 SAs, 3 policies" in out
+    assert "SA esp spi 0x00001001 192.0.2.1 -> 192.0.2.2, tunnel, aes128gcm16, reqid 1," \
+           " replay-window 64" in out
+    assert "espinudp 4500 4500" in out
+    assert "policy 10.1.0.0/24 === 10.2.0.0/24 dir out protect priority 0, tmpl esp tunnel" \
+           " 192.0.2.1 -> 192.0.2.2 reqid 1" in out
+    assert "swanctl.conf: 1 connection\n" in out
+    assert "proposals: aes128gcm16-prfsha256-x25519" in out and "esp proposals: aes128gcm16" in out
+    assert "0x0102030405" not in out and "lab secret" not in out  # no keys, no PSK
+
+
+def test_check_reports_each_bad_file_in_one_line(tmp_path, capsys) -> None:
+    conf = (ROOT / "topologies" / "configs" / "site-to-site" / "gw1.swanctl.conf").read_text()
+    bad = tmp_path / "bad.swanctl.conf"
+    bad.write_text(conf.replace("remote_addrs = 192.0.2.2", "remote_addrs = 192.0.2.256"))
+    named = tmp_path / "named.swanctl.conf"
+    named.write_text(conf.replace("remote_addrs = 192.0.2.2", "remote_addrs = gw2.example"))
+    xfrm = tmp_path / "bad.xfrm"
+    xfrm.write_text("ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x1001"
+                    " mode tunnel aead 'rfc4106(gcm(aes))' 0x01 128\n")
+    rc = main(["check", str(bad), str(named), str(xfrm), str(tmp_path / "missing.conf")])
+    captured = capsys.readouterr()
+    assert rc == 2
+    errors = captured.err.splitlines()
+    assert len(errors) == 3 and "Traceback" not in captured.err
+    assert "bad.swanctl.conf:8" in errors[0] and "192.0.2.256" in errors[0]
+    assert "bad.xfrm:1" in errors[1]
+    assert "missing.conf: cannot read" in errors[2]
+    assert "warning:" in captured.out and "'gw2.example' is taken as a host name" in captured.out

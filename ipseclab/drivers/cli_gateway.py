@@ -272,6 +272,7 @@ def format_conns(conns: list[dict[str, Any]]) -> str:
                      + (f", dpd delay {c['dpd_delay']:g}s" if c["dpd_delay"] else ""))
         lines.append(f"  local:  {','.join(c['local_addrs'])}")
         lines.append(f"  remote: {','.join(c['remote_addrs'])}")
+        lines.append(f"  proposals: {c['proposals']}")
         lines.append(f"  local {c['local_auth']} authentication:")
         lines.append(f"    id: {c['local_id'] or '%any'}")
         lines.append(f"  remote {c['remote_auth']} authentication:")
@@ -284,6 +285,7 @@ def format_conns(conns: list[dict[str, Any]]) -> str:
                          .replace("TUNNEL", ch["mode"].upper()))
             lines.append(f"    local:  {' '.join(ch['local_ts'])}")
             lines.append(f"    remote: {' '.join(ch['remote_ts'])}")
+            lines.append(f"    esp proposals: {ch['esp_proposals']}")
     return "\n".join(lines) or "no connections"
 
 

@@ -117,12 +117,18 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
 
     @classmethod
     def from_swanctl(cls, path: Path | str, **kw: Any) -> IkeGateway:
-        """Load a swanctl.conf; its connections must be usable by the engine (PSK today)."""
+        """Load a swanctl.conf; its connections must be usable by the engine."""
         from ipseclab.config.swanctl import load_swanctl
 
         loaded: LoadedSwanctl = load_swanctl(path)
         for warning in loaded.warnings:
             log.warning("%s", warning)
+        return cls.from_loaded(loaded, path, **kw)
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedSwanctl, path: Path | str, **kw: Any) -> IkeGateway:
+        """The gateway for an already loaded swanctl.conf (``ipseclab check`` shows its
+        warnings itself); the engine's own checks of each connection run here."""
         if not loaded.connections:
             raise ConfigError(f"{path}: no connections", file=str(path))
         closes = {(conn, child): extra.close_action
