@@ -349,3 +349,18 @@ def test_tshark_decrypts_ike_with_our_key_log(tmp_path: Path, nat_t: bool) -> No
         assert row[3] == "2"  # AUTH method: shared key message integrity code
     assert rows[2][2].startswith("2")  # IDi: ID_FQDN
     assert rows[4][4] == "8"  # the ESP packet decrypted to an ICMP echo request
+
+
+def test_keys_learnt_later_replace_and_forget_the_oldest(hs: Handshake) -> None:
+    """What a gateway's message log does: add keys as IKE SAs come, within a bound."""
+    auth = hs.datagrams[2][0]
+    keys = IkeKeys()
+    assert view_message(auth, keys).status == "no_sa"
+    wrong = dataclasses.replace(hs.ike_entry, sk_ei=bytes(len(hs.ike_entry.sk_ei)))
+    keys.add(wrong)
+    assert view_message(auth, keys).status == "auth_failed"
+    keys.add(hs.ike_entry)  # the same SPIs again: the cached cipher must go too
+    assert view_message(auth, keys).status == "ok" and len(keys) == 1
+    for n in range(3):
+        keys.add(dataclasses.replace(hs.ike_entry, spi_i=bytes([n + 1]) * 8), limit=3)
+    assert len(keys) == 3 and view_message(auth, keys).status == "no_sa"

@@ -130,6 +130,15 @@ def test_scenario_passes(name: str, tmp_path: Path) -> None:
     assert {"reachable", "wan_only_ipsec", "no_plaintext", "sa_counters"} <= kinds
     table = (tmp_path / "out" / "wireshark" / "ikev2_decryption_table").read_text()
     assert re.search(r"^[0-9a-f]{16},[0-9a-f]{16},", table, re.M), table
+    # Every message in and out is logged as a decoder sees it, SK opened, no values shown.
+    # gw1 initiates in site-to-site-ikev2 and answers strongSwan in site-to-site-mixed.
+    log = (tmp_path / "out" / "gw1" / "gateway.log").read_text()
+    request, response = ("sent to", "received from") if name.endswith("ikev2") else (
+        "received from", "sent to")
+    assert re.search(rf"{request} 192\.0\.2\.2\[\d+\]: IKE_AUTH #1 request from initiator:"
+                     r" SK\{IDi, .*AUTH, SA, TSi, TSr", log), log
+    assert re.search(rf"{response} 192\.0\.2\.2\[\d+\]: IKE_AUTH #1 response from"
+                     r" responder: SK\{IDr, AUTH, SA, TSi, TSr", log), log
 
 
 @needs_charon

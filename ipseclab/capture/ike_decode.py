@@ -124,6 +124,20 @@ class IkeKeys:
         # SKF fragments opened so far, per (SPIs, sender, R flag): RFC 7383 §2.6
         self._fragments: dict[tuple[bytes, bytes, bool, bool], Reassembly] = {}
 
+    def add(self, entry: IkeSaEntry, limit: int = 4096) -> None:
+        """Learn (or replace) one IKE SA's keys; past ``limit`` SAs the oldest are forgotten
+        (a gateway's message log keeps learning while it runs)."""
+        key = (entry.spi_i, entry.spi_r)
+        self._entries.pop(key, None)
+        self._entries[key] = entry
+        for direction in (True, False):
+            self._ciphers.pop((*key, direction), None)
+        while len(self._entries) > limit:
+            old = next(iter(self._entries))
+            del self._entries[old]
+            for direction in (True, False):
+                self._ciphers.pop((*old, direction), None)
+
     def reassemble(self, msg: Message, chunk: bytes) -> tuple[int, bytes] | None:
         """Keep one opened SKF fragment; (first inner type, inner chain) once the message
         is whole. Bounded like the engine's reassembly, and to 256 messages at a time."""

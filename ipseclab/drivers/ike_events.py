@@ -95,6 +95,7 @@ class IkeEvents:
 
     def _ikelog_add(self: IkeGateway,
                     ev: events.IkeSaKeysDerived | events.IkeSaEstablished) -> None:
+        self.message_keys.add(ev.keylog_entry())  # in memory, for the message log only
         if self._ikelog is not None:
             try:
                 self._ikelog.add(ev.keylog_entry())

@@ -45,6 +45,7 @@ from pathlib import Path
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+from ipseclab.capture.ike_decode import IkeKeys, view_message
 from ipseclab.drivers.gateway_sockets import IN6_PKTINFO, IN_PKTINFO, IP_PKTINFO, pktinfo_dst
 from ipseclab.drivers.ike_control import IkeControl
 from ipseclab.drivers.ike_events import ChildState, IkeEvents, IkeInfo
@@ -111,6 +112,10 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
         self._then_create: dict[str, list[str]] = {}
         self._vips: dict[str, list[list[str]]] = {}  # IKE SA -> undo of each virtual IP
         self._ikelog = None
+        # Each message in and out is logged as a decoder sees it ("IKE_AUTH #1 request from
+        # initiator: SK{IDi, AUTH, SA, TSi, TSr}"), which is what interop debugging needs;
+        # the keys to open SK stay in memory and no payload value reaches the log.
+        self.message_keys = IkeKeys()
         self._errors_seen = 0
         self.counters = {"ike_in": 0, "ike_out": 0, "acquires": 0, "queued": 0,
                          "queue_dropped": 0, "send_errors": 0}
@@ -233,8 +238,15 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
 
     def _receive(self, data: bytes, src: tuple[str, int], dst: tuple[str, int]) -> None:
         self.counters["ike_in"] += 1
+        self._log_message("received from", src, data)
         self.engine.receive_datagram(data, src, dst, monotonic())
         self._pump()
+
+    def _log_message(self, how: str, peer: tuple[str, int], data: bytes) -> None:
+        if log.isEnabledFor(logging.INFO):
+            view = view_message(data, self.message_keys)
+            log.info("%s %s[%d]: %s%s", how, peer[0], peer[1], view.describe(),
+                     f" ({view.detail})" if view.detail and view.status != "ok" else "")
 
     def _send(self, data: bytes, src: tuple[str, int], dst: tuple[str, int]) -> None:
         family = ipaddress.ip_address(dst[0]).version
@@ -272,15 +284,19 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
         """Send what the engine wants sent, apply its events, re-arm its timer."""
         for _ in range(16):  # applying an event may start an exchange: go round again
             busy = False
+            sent = []
             for data, src, dst in self.engine.datagrams_to_send():
                 busy = True
                 self._send(data, src, dst)
+                sent.append((data, dst))
             while (event := self.engine.next_event()) is not None:
                 busy = True
                 try:
                     self._apply(event)
                 except Exception:
                     log.exception("applying %s failed", type(event).__name__)
+            for data, dst in sent:  # after the events: they bring the keys of new IKE SAs
+                self._log_message("sent to", dst, data)
             if not busy:
                 break
         if len(self.engine.internal_errors) > self._errors_seen:
