@@ -73,6 +73,8 @@ def _decode(p: argparse.ArgumentParser):
                    help="Wireshark ikev2_decryption_table key log: opens IKE's SK payloads"
                    " (may be repeated)")
     p.add_argument("--json", action="store_true", help="one JSON object per frame and line")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="under each IKE message: its proposals, traffic selectors, identities")
 
     def run(a: argparse.Namespace) -> int:
         from ipseclab.capture.decode import KeyRing, decode_capture
@@ -92,6 +94,8 @@ def _decode(p: argparse.ArgumentParser):
                 out.write(frame.json_line() + "\n")
             else:
                 out.write(frame_line(frame) + "\n")
+                if a.verbose and frame.ike is not None:
+                    out.writelines(f"        {line}\n" for line in frame.ike.details())
         if not a.json:
             total = sum(counts.values())
             print(f"{total} frames: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))

@@ -364,3 +364,34 @@ def test_keys_learnt_later_replace_and_forget_the_oldest(hs: Handshake) -> None:
     for n in range(3):
         keys.add(dataclasses.replace(hs.ike_entry, spi_i=bytes([n + 1]) * 8), limit=3)
     assert len(keys) == 3 and view_message(auth, keys).status == "no_sa"
+
+
+def test_details_show_offers_selectors_and_identities_but_no_secret() -> None:
+    h = handshake("aes128gcm16-prfsha256-x25519, aes256-sha256-modp2048",
+                  "aes128gcm16, aes256-sha256-esn")
+    keys = IkeKeys([h.ike_entry])
+    init, _, auth, auth_reply = (view_message(d, keys) for d, _, _ in h.datagrams[:4])
+    assert init.details() == [
+        "SA (IKE): aes128gcm16-prfsha256-curve25519, aes256-sha256-prfsha256-modp2048"]
+    assert auth.details() == ["IDi: ID_FQDN moon.example", "IDr: ID_FQDN sun.example",
+                              "SA (ESP): aes128gcm16, aes256-sha256-esn",
+                              "TSi: 10.1.0.0/24", "TSr: 10.2.0.0/24"]
+    assert "SA (ESP): aes128gcm16" in auth_reply.details()
+    shown = "\n".join(init.details() + auth.details())
+    nonce = init.message.payloads[2].data  # Ni
+    assert nonce.hex() not in shown and "lab secret" not in shown
+
+
+def test_decode_verbose_prints_the_details_under_each_ike_frame(tmp_path: Path, hs: Handshake,
+                                                                capsys) -> None:
+    from ipseclab.cli import main
+
+    keys = tmp_path / "ikev2_decryption_table"
+    keys.write_text(format_ikev2(hs.ike_entry) + "\n")
+    assert main(["decode", str(_capture(tmp_path, hs)), "--ikev2", str(keys), "-v"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    auth = next(i for i, line in enumerate(out) if "IKE_AUTH #1 request" in line)
+    assert out[auth + 1:auth + 6] == ["        IDi: ID_FQDN moon.example",
+                                      "        IDr: ID_FQDN sun.example",
+                                      "        SA (ESP): aes128gcm16",
+                                      "        TSi: 10.1.0.0/24", "        TSr: 10.2.0.0/24"]

@@ -24,12 +24,15 @@ from dataclasses import dataclass, field
 from ipseclab.crypto import transforms
 from ipseclab.crypto.transforms import EncryptionAlgorithm, IntegrityAlgorithm
 from ipseclab.errors import AuthenticationFailed, IpsecLabError
-from ipseclab.ike.constants import ExchangeType, NotifyType, PayloadType
+from ipseclab.ike.constants import ExchangeType, IdType, NotifyType, PayloadType, ProtocolId
 from ipseclab.ike.fragments import FragmentLimits, Reassembly
 from ipseclab.ike.message import Message, parse_message, parse_payload_chain
+from ipseclab.ike.negotiation import describe_offer, selectors_from_wire
 from ipseclab.ike.payload_base import MalformedMessage, Payload
-from ipseclab.ike.payloads import Encrypted, EncryptedFragment, Notify
+from ipseclab.ike.payloads import Encrypted, EncryptedFragment, Identification, Notify
+from ipseclab.ike.sa_payload import SecurityAssociation
 from ipseclab.ike.sk import SkCipher
+from ipseclab.ike.ts_payload import TrafficSelectors
 from ipseclab.ipsec import ip
 from ipseclab.ipsec.udpencap import IKE_PORT, NON_ESP_MARKER
 from ipseclab.keylog import IkeSaEntry
@@ -105,6 +108,30 @@ class IkeView:
         kind = "response" if self.response else "request"
         return (f"{self.exchange} #{self.message_id} {kind} from {who}: "
                 f"{', '.join(self.shown_payloads)}")
+
+    def details(self) -> list[str]:
+        """What a debug log adds to :meth:`describe`: the proposals of each SA payload in
+        strongSwan's syntax, traffic selectors and identities, which is what a
+        NO_PROPOSAL_CHOSEN or TS_UNACCEPTABLE is read against. Never keys, nonces, KE
+        data or AUTH."""
+        out = []
+        for p in [*(self.message.payloads if self.message else []),
+                  *(self.inner_payloads or [])]:
+            if isinstance(p, SecurityAssociation) and p.proposals:
+                protocol = p.proposals[0].protocol_id
+                name = ProtocolId(protocol).name if protocol in ProtocolId._value2member_map_ \
+                    else str(protocol)
+                out.append(f"SA ({name}): {describe_offer(p, protocol)}")
+            elif isinstance(p, TrafficSelectors):
+                ranges = ", ".join(str(ts) for ts in selectors_from_wire(p.selectors))
+                out.append(f"{type(p).__name__}: {ranges or 'none it can read'}")
+            elif isinstance(p, Identification):
+                try:
+                    kind = IdType(p.id_type).name
+                except ValueError:
+                    kind = f"ID type {p.id_type}"
+                out.append(f"{type(p).__name__}: {kind} {p.describe()}")
+        return out
 
     def find(self, cls: type[Payload]) -> Payload | None:
         """The first payload of type ``cls``, outside or inside SK."""

@@ -247,6 +247,9 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
             view = view_message(data, self.message_keys)
             log.info("%s %s[%d]: %s%s", how, peer[0], peer[1], view.describe(),
                      f" ({view.detail})" if view.detail and view.status != "ok" else "")
+            if log.isEnabledFor(logging.DEBUG):
+                for line in view.details():
+                    log.debug("  %s", line)
 
     def _send(self, data: bytes, src: tuple[str, int], dst: tuple[str, int]) -> None:
         family = ipaddress.ip_address(dst[0]).version
