@@ -80,6 +80,9 @@ def test_topology_pings_across(name: str, src: str, dst: str, segment: str, cros
         assert sum(b"ipseclab-test" in f.data for f in icmp) == 4 * crossings
         assert lab.cmd(src, "sysctl", "-n", "net.ipv4.ip_forward").strip() == "0"
     assert pcap.stat().st_size > 24
+    # Nothing but the traffic itself and ARP: no IPv6 autoconfiguration, no IGMP reports.
+    noise = [f for f in frames(pcap) if f.kind == "ipv6" or (f.kind == "ipv4" and f.proto == 2)]
+    assert noise == []
 
 
 def test_nat_hides_the_road_warrior(tmp_path: Path, nothing_left: None) -> None:

@@ -230,6 +230,7 @@ class Network:
         _cmd_checked(fabric, [
             "sysctl -qw net.ipv6.conf.all.disable_ipv6=1",
             "sysctl -qw net.ipv6.conf.default.disable_ipv6=1",
+            "sysctl -qw net.ipv4.igmp_link_local_mcast_reports=0",
             "{ sysctl -qw net.bridge.bridge-nf-call-iptables=0 "
             "net.bridge.bridge-nf-call-ip6tables=0 net.bridge.bridge-nf-call-arptables=0 "
             "2>/dev/null || true; }",
@@ -407,7 +408,9 @@ def _configure(node: LabNode) -> None:
     spec = node.spec
     lines = ["ip link set lo up"]
     forwarding = "1" if spec.forwards else "0"
-    lines += [f"sysctl -qw net.ipv4.ip_forward={forwarding}",
+    # No IGMP reports for link-local groups either: nothing in the lab routes multicast.
+    lines += ["sysctl -qw net.ipv4.igmp_link_local_mcast_reports=0",
+              f"sysctl -qw net.ipv4.ip_forward={forwarding}",
               f"sysctl -qw net.ipv6.conf.all.forwarding={forwarding}"]
     if spec.forwards:
         # A hub forwarding out of the interface it received on would send ICMP redirects,
@@ -415,6 +418,10 @@ def _configure(node: LabNode) -> None:
         lines += ["sysctl -qw net.ipv4.conf.all.send_redirects=0",
                   "sysctl -qw net.ipv4.conf.default.send_redirects=0"]
     for intf in spec.interfaces:
+        if not any(addr.version == 6 for addr in intf.addresses):
+            # No IPv6 in the topology here: no link-local address, router solicitations or
+            # MLD reports either, which would be the first frames of every capture.
+            lines.append(f"sysctl -qw net/ipv6/conf/{intf.name}/disable_ipv6=1")
         for addr in intf.addresses:
             extra = " nodad" if addr.version == 6 else ""
             lines.append(f"ip addr add {addr} dev {intf.name}{extra}")
