@@ -60,3 +60,27 @@ def test_rekeyed_inbound_sa_outlives_its_delete(monkeypatch) -> None:
     assert old_in in right_after  # still there just after the DELETE
     assert old_in not in later  # and gone after the delay
     assert rekeyed.inbound.spi in later and rekeyed.outbound.spi in later
+
+
+def test_ike_sa_init_log_lines_are_bounded(monkeypatch, caplog) -> None:
+    """Anyone can send IKE_SA_INIT: the message log keeps to INIT_LOG_PER_SECOND lines a
+    second of them and then says how many it left out."""
+    from ipseclab.ike.engine import IkeEngine
+
+    initiator = IkeEngine(configs()[0])
+    initiator.initiate("site", 0.0)
+    (request, _src, _dst), *_ = initiator.datagrams_to_send()
+    clock = [100.0]
+    monkeypatch.setattr(ike_gateway, "monotonic", lambda: clock[0])
+    bridge = IkeGateway([])
+    limit = ike_gateway.INIT_LOG_PER_SECOND
+    with caplog.at_level("INFO", logger="ipseclab.ike"):
+        for _ in range(limit + 70):
+            bridge._log_message("received from", ("192.0.2.9", 500), request)
+        clock[0] += 1.5
+        bridge._log_message("received from", ("192.0.2.9", 500), request)
+    lines = [r.getMessage() for r in caplog.records]
+    shown = [line for line in lines if "IKE_SA_INIT #0 request from initiator" in line]
+    assert len(shown) == limit + 1
+    assert f"70 IKE_SA_INIT messages not logged (more than {limit} a second)" in lines
+    assert lines.index(next(x for x in lines if "not logged" in x)) == limit

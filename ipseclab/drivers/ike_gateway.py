@@ -80,6 +80,9 @@ log = logging.getLogger("ipseclab.ike")
 DELETE_REKEYED_DELAY = 5.0
 
 
+INIT_LOG_PER_SECOND = 50
+
+
 def monotonic_to_unix(now: float) -> float:
     """The driver's clock is monotonic; certificate validity is checked in UNIX time."""
     return now + (time.time() - time.monotonic())
@@ -116,6 +119,7 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
         # initiator: SK{IDi, AUTH, SA, TSi, TSr}"), which is what interop debugging needs;
         # the keys to open SK stay in memory and no payload value reaches the log.
         self.message_keys = IkeKeys()
+        self._init_log = [-1e9, 0, 0]  # window start, lines in it, lines left out
         self._errors_seen = 0
         self.counters = {"ike_in": 0, "ike_out": 0, "acquires": 0, "queued": 0,
                          "queue_dropped": 0, "send_errors": 0}
@@ -245,11 +249,29 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
     def _log_message(self, how: str, peer: tuple[str, int], data: bytes) -> None:
         if log.isEnabledFor(logging.INFO):
             view = view_message(data, self.message_keys)
+            if view.exchange == "IKE_SA_INIT" and not self._init_log_allowed():
+                return
             log.info("%s %s[%d]: %s%s", how, peer[0], peer[1], view.describe(),
                      f" ({view.detail})" if view.detail and view.status != "ok" else "")
             if log.isEnabledFor(logging.DEBUG):
                 for line in view.details():
                     log.debug("  %s", line)
+
+    def _init_log_allowed(self) -> bool:
+        """IKE_SA_INIT needs no authentication, so anyone can make us log it: at most
+        INIT_LOG_PER_SECOND such lines a second, then one line saying how many were left out."""
+        now = monotonic()
+        window = self._init_log
+        if now - window[0] >= 1.0:
+            if window[2]:
+                log.info("%d IKE_SA_INIT messages not logged (more than %d a second)",
+                         window[2], INIT_LOG_PER_SECOND)
+            window[:] = [now, 0, 0]
+        if window[1] >= INIT_LOG_PER_SECOND:
+            window[2] += 1
+            return False
+        window[1] += 1
+        return True
 
     def _send(self, data: bytes, src: tuple[str, int], dst: tuple[str, int]) -> None:
         family = ipaddress.ip_address(dst[0]).version
