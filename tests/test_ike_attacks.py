@@ -236,7 +236,7 @@ def test_weak_dh_on_the_lab(tmp_path) -> None:
     assert "gw1.lab.example" in weak.details["identities"]
     assert (tmp_path / "cost.png").exists()
     strong = weak_dh.run(None, "recommended", workdir=tmp_path / "recommended")
-    assert not strong.succeeded and strong.details["group"] == "curve25519"
+    assert not strong.succeeded and strong.details["group"] == "x25519"
     assert strong.details["delivered"] == 1
 
 

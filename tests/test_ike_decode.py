@@ -372,7 +372,7 @@ def test_details_show_offers_selectors_and_identities_but_no_secret() -> None:
     keys = IkeKeys([h.ike_entry])
     init, _, auth, auth_reply = (view_message(d, keys) for d, _, _ in h.datagrams[:4])
     assert init.details() == [
-        "SA (IKE): aes128gcm16-prfsha256-curve25519, aes256-sha256-prfsha256-modp2048"]
+        "SA (IKE): aes128gcm16-prfsha256-x25519, aes256-sha256-prfsha256-modp2048"]
     assert auth.details() == ["IDi: ID_FQDN moon.example", "IDr: ID_FQDN sun.example",
                               "SA (ESP): aes128gcm16, aes256-sha256-esn",
                               "TSi: 10.1.0.0/24", "TSr: 10.2.0.0/24"]

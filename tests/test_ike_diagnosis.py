@@ -146,7 +146,7 @@ def test_log_no_proposal_chosen_received_against_configured(caplog) -> None:
     ci, cr = _configs(r_proposals="aes256-sha256-modp2048")
     _, text = _gateway_responder(caplog, cr, ci)
     assert "failed: notify 14" in text
-    assert "NO_PROPOSAL_CHOSEN: received   aes128gcm16-prfsha256-curve25519" in text
+    assert "NO_PROPOSAL_CHOSEN: received   aes128gcm16-prfsha256-x25519" in text
     assert "NO_PROPOSAL_CHOSEN: configured site: aes256-sha256-prfsha256-modp2048" in text
     infos = [r for r in caplog.records if "received" in r.getMessage()]
     assert infos and all(r.levelno == logging.INFO for r in infos)

@@ -12,14 +12,14 @@ from ipseclab.errors import ConfigError, UnknownAlgorithm
 
 
 @pytest.mark.parametrize(("text", "protocol", "canonical"), [
-    ("aes128gcm16-prfsha256-x25519", "ike", "aes128gcm16-prfsha256-curve25519"),
+    ("aes128gcm16-prfsha256-x25519", "ike", "aes128gcm16-prfsha256-x25519"),
     ("aes256-sha256-modp2048", "ike", "aes256-sha256-prfsha256-modp2048"),
     ("aes128-sha1-modp1024,aes128gcm16-prfsha256-ecp256", "ike",
      "aes128-sha1-prfsha1-modp1024,aes128gcm16-prfsha256-ecp256"),
     ("aes256gcm16-prfsha384-ecp384-aes192gcm16-prfsha256-modp3072", "ike",
      "aes256gcm16-aes192gcm16-prfsha384-prfsha256-ecp384-modp3072"),
-    ("aes128-sha256-sha1-x25519", "ike", "aes128-sha256-sha1-prfsha256-prfsha1-curve25519"),
-    ("aes128-sha256-prfsha512-x25519", "ike", "aes128-sha256-prfsha512-curve25519"),
+    ("aes128-sha256-sha1-x25519", "ike", "aes128-sha256-sha1-prfsha256-prfsha1-x25519"),
+    ("aes128-sha256-prfsha512-x25519", "ike", "aes128-sha256-prfsha512-x25519"),
     ("aes128gcm16-esn", "esp", "aes128gcm16-esn"),
     ("aes128gcm16-esn-noesn", "esp", "aes128gcm16-esn-noesn"),
     ("aes128gcm16", "esp", "aes128gcm16"),
@@ -29,7 +29,7 @@ from ipseclab.errors import ConfigError, UnknownAlgorithm
     ("aes128", "esp", "aes128"),
     ("aes128gmac", "esp", "aes128gmac"),
     ("sha256-noesn", "ah", "sha256"),
-    ("sha256-sha512-x25519-esn", "ah", "sha256-sha512-curve25519-esn"),
+    ("sha256-sha512-x25519-esn", "ah", "sha256-sha512-x25519-esn"),
 ])
 def test_parse_and_print(text: str, protocol: str, canonical: str) -> None:
     parsed = parse_proposals(text, protocol)  # type: ignore[arg-type]
@@ -139,13 +139,13 @@ def _sel(ours: str, theirs: str, protocol: str = "ike") -> str | None:
 def test_select_first_of_initiators_acceptable_proposals() -> None:
     ours = "aes256-sha256-modp2048,aes128gcm16-prfsha256-x25519"
     theirs = "aes128-sha1-modp1024,aes128gcm16-prfsha256-x25519,aes256-sha256-modp2048"
-    assert _sel(ours, theirs) == "aes128gcm16-prfsha256-curve25519"
+    assert _sel(ours, theirs) == "aes128gcm16-prfsha256-x25519"
 
 
 def test_select_one_algorithm_per_type_in_initiator_order() -> None:
     ours = "aes128-aes256-sha256-sha384-ecp256-modp2048-x25519"
     theirs = "aes256-aes128-sha384-sha256-x25519-ecp256"
-    assert _sel(ours, theirs) == "aes256-sha384-prfsha384-curve25519"
+    assert _sel(ours, theirs) == "aes256-sha384-prfsha384-x25519"
 
 
 def test_select_none() -> None:
@@ -157,7 +157,7 @@ def test_select_esp_pfs_and_esn_must_agree() -> None:
     assert _sel("aes128gcm16-x25519", "aes128gcm16", "esp") is None
     assert _sel("aes128gcm16", "aes128gcm16-x25519", "esp") is None
     assert _sel("aes128gcm16-x25519", "aes128gcm16-ecp256-x25519", "esp") == \
-        "aes128gcm16-curve25519"
+        "aes128gcm16-x25519"
     assert _sel("aes128gcm16-esn-noesn", "aes128gcm16-esn", "esp") == "aes128gcm16-esn"
     assert _sel("aes128gcm16-esn", "aes128gcm16", "esp") is None
 

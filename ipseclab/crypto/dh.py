@@ -492,12 +492,13 @@ _ROWS: list[DhGroup] = [
               MODP2048S256_Q, legacy=True, rfc="RFC 5114"),
     EcpGroup("ecp192", ECP_192, ec.SECP192R1(), 24, legacy=True, rfc="RFC 5114"),
     EcpGroup("ecp224", ECP_224, ec.SECP224R1(), 28, legacy=True, rfc="RFC 5114"),
-    MontgomeryGroup("curve25519", CURVE_25519, 32, rfc="RFC 8031"),
-    MontgomeryGroup("curve448", CURVE_448, 56, rfc="RFC 8031"),
+    MontgomeryGroup("x25519", CURVE_25519, 32, rfc="RFC 8031"),
+    MontgomeryGroup("x448", CURVE_448, 56, rfc="RFC 8031"),
 ]
 
 DH_GROUPS: dict[str, DhGroup] = {g.keyword: g for g in _ROWS}
-DH_ALIASES = {"x25519": "curve25519", "x448": "curve448"}
+# strongSwan takes both names; x25519 is what its documentation and our configs write.
+DH_ALIASES = {"curve25519": "x25519", "curve448": "x448"}
 
 
 def register(group: DhGroup) -> DhGroup:
