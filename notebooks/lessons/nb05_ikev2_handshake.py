@@ -29,9 +29,10 @@ CELLS = [
     ipseclab's IKE engine is *sans-IO* (like aioquic): it takes datagrams and the time, and
     hands back datagrams to send and events. So two engines can negotiate by passing bytes
     to each other. `moon` (192.0.2.1) initiates, `sun` (192.0.2.2) responds. They share a
-    pre-shared key (PSK) and one proposal: AES-GCM with a 128-bit key and 16-byte ICV for
-    the IKE SA's own messages (RFC 5282), HMAC-SHA-256 as PRF, and Curve25519 for
-    Diffie-Hellman (RFC 8031). The configuration is swanctl.conf's, written as Python.
+    pre-shared key (PSK) and agree on one proposal: AES-GCM with a 128-bit key and 16-byte
+    ICV for the IKE SA's own messages (RFC 5282), HMAC-SHA-256 as PRF, and Curve25519 for
+    Diffie-Hellman (RFC 8031); moon would have preferred AES-256, which sun does not take.
+    The configuration is swanctl.conf's, written as Python.
     """),
     code("""
     import random
@@ -43,11 +44,14 @@ CELLS = [
     PSK = b"correct horse battery staple"
     PROPOSAL = "aes128gcm16-prfsha256-x25519"
 
+    # moon offers two IKE proposals and two ESP proposals, best first; sun accepts only
+    # the second of each, so the handshake shows a choice being made.
     moon_config = IkeConfig(
-        "site", local_addrs=[MOON], remote_addrs=[SUN], proposals=PROPOSAL,
+        "site", local_addrs=[MOON], remote_addrs=[SUN],
+        proposals="aes256gcm16-prfsha384-x25519, " + PROPOSAL,
         local_id="@moon.example", remote_id="@sun.example", psk=PSK,
         children=[ChildConfig("net", local_ts=["10.1.0.0/24"], remote_ts=["10.2.0.0/24"],
-                              esp_proposals="aes128gcm16")])
+                              esp_proposals="aes256gcm16, aes128gcm16")])
     sun_config = IkeConfig(
         "site", local_addrs=[SUN], remote_addrs=["%any"], proposals=PROPOSAL,
         local_id="@sun.example", remote_id="@moon.example", psk=PSK,
@@ -177,6 +181,22 @@ CELLS = [
     frames = list(decode_capture(work / "ike.pcap", ring))
     for frame in frames:
         print(frame_line(frame))
+    """),
+    md("""
+    ## What was offered, what was chosen
+
+    An SA payload carries proposals; the responder picks one of the initiator's (§2.7) and
+    answers with that one alone, first for the IKE SA (SAi1/SAr1), then, inside SK, for the
+    child SA (SAi2/SAr2). The traffic selectors (§2.9) and identities (§3.5) travel inside
+    SK too. `details()` shows them in strongSwan's proposal syntax, as `ipseclab decode -v`
+    and a gateway's debug log do; keys, nonces and AUTH values are never part of it.
+    """),
+    code("""
+    for frame in frames:
+        if frame.ike is not None:
+            print(frame.ike.describe())
+            for line in frame.ike.details():
+                print("    " + line)
     """),
     md("""
     The same as a ladder diagram, the way RFC 7296 §1.2 draws it: initiator on the left,
