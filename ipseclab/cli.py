@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 
 from ipseclab import __version__
 from ipseclab.errors import IpsecLabError
@@ -234,8 +234,8 @@ def _check_file(path: str) -> list[str]:
     return lines
 
 
-def _count(items: object, one: str, many: str = "") -> str:
-    n = len(items)  # type: ignore[arg-type]
+def _count(items: Sized, one: str, many: str = "") -> str:
+    n = len(items)
     return f"{n} {one if n == 1 else many or one + 's'}"
 
 

@@ -112,7 +112,7 @@ class DecodedFrame:
         frame, and for a large capture the generic encoder was a third of the time."""
         if self.ike is not None:
             return _ENCODE(self.to_json())
-        inner = self.inner_bytes
+        inner = "null" if self.inner_bytes is None else f'"{self.inner_bytes.hex()}"'
         return (f'{{"frame": {self.frame}, "time": {round(self.time, 6)!r}, '
                 f'"proto": "{self.proto}", "status": "{self.status}", '
                 f'"src": {_json_text(self.src)}, "dst": {_json_text(self.dst)}, '
@@ -120,7 +120,7 @@ class DecodedFrame:
                 f'"next_header": {_json_int(self.next_header)}, '
                 f'"mode": {_json_text(self.mode)}, '
                 f'"udp_encap": {"true" if self.udp_encap else "false"}, '
-                f'"inner": {"null" if inner is None else chr(34) + inner.hex() + chr(34)}, '
+                f'"inner": {inner}, '
                 f'"detail": {_json_text(self.detail)}{_NO_IKE_JSON}')
 
     def _ike_json(self) -> dict:
