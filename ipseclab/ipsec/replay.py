@@ -170,11 +170,11 @@ class ReplayWindow:
         already recorded (nothing changes).
         """
         highest = self._highest
-        if seq64 == highest + 1 and seq64 & 63:
+        if seq64 == highest + 1 and seq64 & _BIT_MASK:
             # The next packet, in the block of the previous one: nothing to clear. (Without
             # a window the single block is never read.)
             self._highest = seq64
-            self._blocks[(seq64 >> 6) & self._index_mask] |= 1 << (seq64 & 63)
+            self._blocks[(seq64 >> _BLOCK_SHIFT) & self._index_mask] |= 1 << (seq64 & _BIT_MASK)
             return
         if not 0 < seq64 < _SEQ64_LIMIT:
             raise ValueError(f"sequence number {seq64} is outside 1..2**64-1")
