@@ -73,12 +73,13 @@ class Lab:
         self.procs.append(proc)
         return proc
 
-    def gateway(self, ns: str, sa_file: str, name: str, *extra: str) -> Path:
+    def gateway(self, ns: str, sa_file: str | Path, name: str, *extra: str,
+                keying: str = "--manual") -> Path:
         """Start a gateway, wait for its ready line; returns its control socket."""
         sock = self.tmp / f"{name}.sock"
         err = open(self.tmp / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
         proc = self.spawn(ns, sys.executable, "-m", "ipseclab.drivers.cli_gateway", "gateway",
-                          "--manual", str(DATA / sa_file), "--name", name, "--control",
+                          keying, str(DATA / sa_file), "--name", name, "--control",
                           str(sock), *extra, stdout=subprocess.PIPE, stderr=err, text=True,
                           cwd=ROOT)
         deadline = time.monotonic() + 10
@@ -347,6 +348,77 @@ def test_site_to_site_tunnel_ipv6(lab):
     assert kinds.count("esp") >= 6 and set(kinds) == {"esp"}, kinds
     sas = sa_by_dir(s1)
     assert sas["out"]["mode"] == "tunnel" and sas["in"]["packets"] >= 3
+
+
+IKE6 = """\
+connections {{
+  v6 {{
+    local_addrs = {me}
+    remote_addrs = {peer}
+    proposals = aes128gcm16-prfsha256-x25519
+    local {{
+      auth = psk
+      id = {me}
+    }}
+    remote {{
+      auth = psk
+      id = {peer}
+    }}
+    children {{
+      net {{
+        local_ts = {my_lan}
+        remote_ts = {peer_lan}
+        esp_proposals = aes128gcm16
+        {start}
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-v6 {{
+    id-1 = 2001:db8::1
+    id-2 = 2001:db8::2
+    secret = "ipv6 lab secret"
+  }}
+}}
+"""
+
+
+def test_ikev2_over_ipv6(lab, tmp_path):
+    """IKE and ESP with IPv6 outer addresses, between two ipseclab gateways (RFC 7296 does
+    not care about the family; the sockets, NAT-D hashes and identities do)."""
+    h1, gw1, gw2, h2 = lab.ns("h71"), lab.ns("gw71"), lab.ns("gw72"), lab.ns("h72")
+    lab.link(h1, "eth0", gw1, "lan")
+    lab.link(gw1, "wan", gw2, "wan")
+    lab.link(gw2, "lan", h2, "eth0")
+    for ns, dev, cidr in ((h1, "eth0", "fd01::2/64"), (gw1, "lan", "fd01::1/64"),
+                          (gw1, "wan", "2001:db8::1/64"), (gw2, "wan", "2001:db8::2/64"),
+                          (gw2, "lan", "fd02::1/64"), (h2, "eth0", "fd02::2/64")):
+        lab.addr(ns, dev, cidr)
+    sh("ip", "-n", h1, "-6", "route", "add", "default", "via", "fd01::1")
+    sh("ip", "-n", h2, "-6", "route", "add", "default", "via", "fd02::1")
+    confs = []
+    for n, (me, peer, lans, start) in enumerate((
+            ("2001:db8::1", "2001:db8::2", ("fd01::/64", "fd02::/64"), "start_action = start"),
+            ("2001:db8::2", "2001:db8::1", ("fd02::/64", "fd01::/64"), "")), 1):
+        conf = tmp_path / f"gw7{n}.swanctl.conf"
+        conf.write_text(IKE6.format(me=me, peer=peer, my_lan=lans[0], peer_lan=lans[1],
+                                    start=start))
+        confs.append(conf)
+    with lab.capture(gw1, "wan") as pcap:
+        s2 = lab.gateway(gw2, confs[1], "gw72", keying="--swanctl")
+        s1 = lab.gateway(gw1, confs[0], "gw71", keying="--swanctl")
+        deadline = time.monotonic() + 10
+        while len(ctl(s1, "list-sas")["sas"]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        ping(lab, h1, "fd02::2", 3)
+    kinds = wire_protocols(pcap)
+    assert kinds.count("esp") >= 6 and "udp" in kinds, kinds  # IKE on 500, then ESP
+    (ike,) = ctl(s1, "list-sas")["ike_sas"]
+    assert ike["initiator"] and ike["remote"][0] == "2001:db8::2", ike
+    sas = {sa["direction"]: sa for sa in ctl(s1, "list-sas")["sas"]}
+    assert sas["out"]["dst"] == "2001:db8::2" and sas["in"]["packets"] >= 3
+    assert all(sa["packets"] >= 3 for sa in ctl(s2, "list-sas")["sas"])
 
 
 # -- ctl without a daemon (no namespaces, but kept with the others) ------------------------
