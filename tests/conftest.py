@@ -52,12 +52,15 @@ def ns_run(ns: str, *args: str) -> None:
 
 
 @contextlib.contextmanager
-def peer_namespaces(prefix: str, ours_addr: str, theirs_addr: str):
-    """Two namespaces joined by a veth ``wan0`` (/24), each with a LAN address on ``lo``.
+def peer_namespaces(prefix: str, ours_addr: str, theirs_addr: str,
+                    lans: tuple[str, str] = ("10.1.0.1/24", "10.2.0.1/24")):
+    """Two namespaces joined by a veth ``wan0`` (/24, or /64 for IPv6), each with a LAN
+    address on ``lo``.
 
-    ``ours`` gets 10.1.0.1/24 and ``theirs`` 10.2.0.1/24 on ``lo`` (kernel-libipsec routes
-    the remote LAN from an address of the local one). The veth is created straight inside
-    the namespaces, so nothing is named in the root namespace; both go again, also on failure.
+    ``ours`` gets ``lans[0]`` (10.1.0.1/24) and ``theirs`` ``lans[1]`` (10.2.0.1/24) on
+    ``lo`` (kernel-libipsec routes the remote LAN from an address of the local one). The veth
+    is created straight inside the namespaces, so nothing is named in the root namespace;
+    both go again, also on failure.
     """
     tag = os.getpid() % 100000
     ours, theirs = f"{prefix}-{tag}-o", f"{prefix}-{tag}-t"
@@ -66,9 +69,11 @@ def peer_namespaces(prefix: str, ours_addr: str, theirs_addr: str):
             subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
         subprocess.run(["ip", "link", "add", "wan0", "netns", ours, "type", "veth", "peer",
                         "name", "wan0", "netns", theirs], check=True, capture_output=True)
-        for ns, addr, lan in ((ours, ours_addr, "10.1.0.1/24"),
-                              (theirs, theirs_addr, "10.2.0.1/24")):
-            ns_run(ns, "addr", "add", f"{addr}/24", "dev", "wan0")
+        for ns, addr, lan in ((ours, ours_addr, lans[0]), (theirs, theirs_addr, lans[1])):
+            if ":" in addr:  # IPv6: a /64, and no duplicate address detection to wait for
+                ns_run(ns, "addr", "add", f"{addr}/64", "dev", "wan0", "nodad")
+            else:
+                ns_run(ns, "addr", "add", f"{addr}/24", "dev", "wan0")
             ns_run(ns, "link", "set", "wan0", "up")
             ns_run(ns, "link", "set", "lo", "up")
             ns_run(ns, "addr", "add", lan, "dev", "lo")

@@ -38,6 +38,8 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[1]
 OURS, THEIRS = "192.0.2.1", "192.0.2.2"
 OUR_LAN, THEIR_LAN = "10.1.0.0/24", "10.2.0.0/24"
+V4 = (OURS, THEIRS, OUR_LAN, THEIR_LAN)
+V6 = ("2001:db8::1", "2001:db8::2", "fd01::/64", "fd02::/64")
 PSK = "interop-test-secret-0123456789"
 ENDINGS = "IkeSaEstablished,ChildSaEstablished,ChildSaFailed,AuthenticationFailed," \
           "NegotiationFailed,PeerUnreachable"
@@ -102,18 +104,22 @@ def charon(namespaces: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
         daemon.stop()
 
 
-def load(charon: Charon, name: str, ike: str, esp: str, psk: str = PSK) -> None:
-    charon.install_config("", SWANCTL.format(name=name, ours=OURS, theirs=THEIRS, ike=ike,
-                                             esp=esp, our_lan=OUR_LAN, their_lan=THEIR_LAN,
+def load(charon: Charon, name: str, ike: str, esp: str, psk: str = PSK,
+         addrs: tuple[str, str, str, str] = V4) -> None:
+    ours, theirs, our_lan, their_lan = addrs
+    charon.install_config("", SWANCTL.format(name=name, ours=ours, theirs=theirs, ike=ike,
+                                             esp=esp, our_lan=our_lan, their_lan=their_lan,
                                              psk=psk))
     charon.load_all()
 
 
-def our_config(path: Path, ike: str, esp: str, psk: str = PSK) -> Path:
+def our_config(path: Path, ike: str, esp: str, psk: str = PSK,
+               addrs: tuple[str, str, str, str] = V4) -> Path:
+    ours, theirs, our_lan, their_lan = addrs
     path.write_text(json.dumps({
-        "name": "lab", "local_addrs": [OURS], "remote_addrs": [THEIRS], "proposals": ike,
-        "local_id": OURS, "remote_id": THEIRS, "psk": psk,
-        "children": [{"name": "net", "local_ts": [OUR_LAN], "remote_ts": [THEIR_LAN],
+        "name": "lab", "local_addrs": [ours], "remote_addrs": [theirs], "proposals": ike,
+        "local_id": ours, "remote_id": theirs, "psk": psk,
+        "children": [{"name": "net", "local_ts": [our_lan], "remote_ts": [their_lan],
                       "esp_proposals": esp}],
     }))
     return path
@@ -122,9 +128,10 @@ def our_config(path: Path, ike: str, esp: str, psk: str = PSK) -> Path:
 class Ours:
     """Our engine in its namespace, via ike_udp's command line; events as JSON lines."""
 
-    def __init__(self, ns: str, config: Path, initiate: bool, until: str = ENDINGS) -> None:
+    def __init__(self, ns: str, config: Path, initiate: bool, until: str = ENDINGS,
+                 address: str = OURS) -> None:
         args = ["ip", "netns", "exec", ns, sys.executable, "-m", "ipseclab.drivers.ike_udp",
-                "--address", OURS, "--config", str(config), "--until", until,
+                "--address", address, "--config", str(config), "--until", until,
                 "--timeout", "8", "--linger", "0.3"]
         if initiate:
             args += ["--initiate", "lab"]
@@ -162,16 +169,18 @@ class Tcpdump:
 
 
 def run_case(charon: Charon, ns: str, tmp: Path, ike: str, esp: str, *, we_initiate: bool,
-             our_psk: str = PSK, their_psk: str = PSK) -> tuple[Ours, bool, Path, str]:
+             our_psk: str = PSK, their_psk: str = PSK,
+             addrs: tuple[str, str, str, str] = V4) -> tuple[Ours, bool, Path, str]:
     """One negotiation; returns our side, whether charon's initiate succeeded, the capture
     and what charon logged meanwhile."""
     charon.terminate_all()
     log_start = len(charon.log_text())
     name = f"c{abs(hash((ike, we_initiate, their_psk))) % 10**6}"
-    load(charon, name, ike, esp, their_psk)
+    load(charon, name, ike, esp, their_psk, addrs)
     cap = Tcpdump(ns, tmp / "wan.pcap")
     try:
-        ours = Ours(ns, our_config(tmp / "ours.json", ike, esp, our_psk), we_initiate)
+        ours = Ours(ns, our_config(tmp / "ours.json", ike, esp, our_psk, addrs), we_initiate,
+                    address=addrs[0])
         charon_ok = True
         if not we_initiate:
             charon_ok = charon.initiate("net", name, timeout=6)
@@ -266,6 +275,39 @@ def test_wrong_psk_fails_on_both_sides(charon: Charon, namespaces: tuple[str, st
     else:  # we refused charon's AUTH and told it so (§2.21.2)
         assert not charon_ok
         assert "received AUTHENTICATION_FAILED notify error" in log
+
+
+@pytest.fixture(scope="module")
+def charon6(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Charon, str]]:
+    """A second pair of namespaces, IPv6 on the wire and in the LANs, with its own charon."""
+    with peer_namespaces("iplsv", V6[0], V6[1], ("fd01::1/64", "fd02::1/64")) as (ours, theirs):
+        daemon = Charon(tmp_path_factory.mktemp("charon6"), lambda args, **kw:
+                        subprocess.Popen(["ip", "netns", "exec", theirs, *args], **kw))
+        daemon.start()
+        try:
+            yield daemon, ours
+        finally:
+            daemon.stop()
+
+
+@pytest.mark.parametrize("we_initiate", [True, False], ids=["ours-initiates", "charon-initiates"])
+def test_engine_against_charon_over_ipv6(charon6: tuple[Charon, str], tmp_path: Path,
+                                         we_initiate: bool) -> None:
+    """IPv6 outer addresses change what both sides hash and sign: NAT-D over 16-octet
+    addresses (§2.23), ID_IPV6_ADDR identities (§3.5), IPv6 traffic selectors (§3.13.1)."""
+    charon, ns = charon6
+    ike, esp = PROPOSALS[0]
+    ours, charon_ok, _, _ = run_case(charon, ns, tmp_path, ike, esp, we_initiate=we_initiate,
+                                     addrs=V6)
+    ike_up, child_up = ours.first("IkeSaEstablished"), ours.first("ChildSaEstablished")
+    assert ike_up is not None and child_up is not None and charon_ok, ours.events
+    sa = established(charon, ike_up["spi_i"], ike_up["spi_r"])
+    assert sa is not None and sa["remote-host"] == V6[0], charon.list_sas()
+    (child,) = [c for c in sa["child-sas"].values() if c["state"] == "INSTALLED"]
+    assert child["local-ts"] == [V6[3]] and child["remote-ts"] == [V6[2]], child
+    logged = charon.keys()
+    theirs = next(k for k in logged if k.spi_i.hex() == ike_up["spi_i"])
+    assert (theirs.sk_ei.hex(), theirs.sk_er.hex()) == (ike_up["sk_ei"], ike_up["sk_er"])
 
 
 # --- strongSwan gateways in the lab ------------------------------------------------------------
