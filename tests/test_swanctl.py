@@ -353,3 +353,11 @@ def test_addresses_subnets_ranges_and_names(tmp_path):
     assert "'sun.example.org' is taken as a host name" in warning and ":5:" in warning
     assert config.matches_addresses("192.0.2.1", "198.51.100.5")
     assert config.endpoints() == ("192.0.2.1", "198.51.100.1")
+
+
+def test_ah_proposals_are_read_but_warned_about(tmp_path):
+    text = PSK_SITE.replace("esp_proposals = aes128gcm16-x25519", "ah_proposals = sha256")
+    loaded = load_swanctl(write(tmp_path, "swanctl.conf", text))
+    assert loaded.extras["gw-gw"].children["net-net"].ah_proposals
+    (warning,) = [w for w in loaded.warnings if "ESP child SAs only" in w]
+    assert warning.split(": ")[1] == "connections.gw-gw.children.net-net.ah_proposals"

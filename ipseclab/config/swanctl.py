@@ -938,6 +938,10 @@ class _Loader:
                                                  "esp")
         if "ah_proposals" in v:
             ext.ah_proposals = self.proposals(v["ah_proposals"], f"{path}.ah_proposals", "ah")
+            self.warnings.append(
+                f"{v['ah_proposals'].file}:{v['ah_proposals'].line}: {path}.ah_proposals:"
+                " ipseclab's IKE negotiates ESP child SAs only (AH works with manual SAs);"
+                " this child proposes its esp_proposals")
         rekey = self.time(v["rekey_time"], f"{path}.rekey_time") if "rekey_time" in v else 3600.0
         life = (self.time(v["life_time"], f"{path}.life_time") if "life_time" in v
                 else rekey + rekey / 10)
