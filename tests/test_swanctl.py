@@ -361,3 +361,22 @@ def test_ah_proposals_are_read_but_warned_about(tmp_path):
     assert loaded.extras["gw-gw"].children["net-net"].ah_proposals
     (warning,) = [w for w in loaded.warnings if "ESP child SAs only" in w]
     assert warning.split(": ")[1] == "connections.gw-gw.children.net-net.ah_proposals"
+
+
+def test_settings_read_but_not_acted_on_are_warned_about(tmp_path):
+    """Each with a value that asks for more than ipseclab does; defaults stay quiet."""
+    text = PSK_SITE.replace("version = 2", "version = 2\n          encap = yes\n"
+                            "          reauth_time = 1h\n          unique = replace\n"
+                            "          keyingtries = 0\n          mobike = no")
+    text = text.replace("start_action = trap", "start_action = trap\n"
+                        "                inactivity = 60\n                hostaccess = yes\n"
+                        "                policies = no")
+    loaded = load_swanctl(write(tmp_path, "swanctl.conf", text))
+    flagged = {w.split(": ")[1].split(" = ")[0].rsplit(".", 1)[1]
+               for w in loaded.warnings if "is not honoured by ipseclab" in w}
+    assert flagged == {"encap", "reauth_time", "unique", "keyingtries", "inactivity",
+                       "hostaccess", "policies"}
+    quiet = PSK_SITE.replace("version = 2", "version = 2\n          encap = no\n"
+                             "          unique = no\n          keyingtries = 1")
+    assert not [w for w in load_swanctl(write(tmp_path, "q.conf", quiet)).warnings
+                if "not honoured" in w]

@@ -695,6 +695,14 @@ class _Loader:
             elif name not in keys:
                 raise self.unknown(item, f"{path}.{name}", name, keys | ignored, "key")
 
+    def not_honoured(self, v: dict[str, Value], path: str, key: str, differs: bool,
+                     why: str) -> None:
+        """A warning for a setting ipseclab reads but does not act on, when it asks for
+        something other than what ipseclab does anyway."""
+        if key in v and differs:
+            self.warnings.append(f"{v[key].file}:{v[key].line}: {path}.{key} ="
+                                 f" {v[key].text} is not honoured by ipseclab: {why}")
+
     def unknown(self, item: Value | Section, where: str, name: str, known: set[str],
                 what: str) -> ConfigError:
         near = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
@@ -770,6 +778,14 @@ class _Loader:
                                      ("no", "never", "keep", "replace"))
         if "keyingtries" in v:
             ext.keyingtries = self.as_int(v["keyingtries"], f"{path}.keyingtries")
+        self.not_honoured(v, path, "encap", ext.encap,
+                          "ESP goes in UDP only where a NAT is detected (RFC 7296 §2.23)")
+        self.not_honoured(v, path, "reauth_time", ext.reauth_time > 0,
+                          "IKE SAs are rekeyed (rekey_time), never reauthenticated")
+        self.not_honoured(v, path, "unique", ext.unique != "no",
+                          "only INITIAL_CONTACT replaces a peer's older IKE SAs")
+        self.not_honoured(v, path, "keyingtries", ext.keyingtries != 1,
+                          "a failed negotiation is not retried (a trap starts the next one)")
         if "vips" in v:
             kw["vips"] = self.as_list(v["vips"])
             for vip in kw["vips"]:  # type: ignore[attr-defined]
@@ -969,6 +985,12 @@ class _Loader:
         for key in ("hostaccess", "policies"):
             if key in v:
                 setattr(ext, key, self.as_bool(v[key], f"{path}.{key}"))
+        self.not_honoured(v, path, "inactivity", ext.inactivity > 0,
+                          "idle child SAs are not closed")
+        self.not_honoured(v, path, "hostaccess", ext.hostaccess,
+                          "it is for updown scripts, which ipseclab does not run")
+        self.not_honoured(v, path, "policies", not ext.policies,
+                          "a child SA's policies are always installed")
         if "updown" in v:
             ext.updown = v["updown"].text
             self.warnings.append(f"{v['updown'].file}:{v['updown'].line}: {path}.updown: ipseclab"
