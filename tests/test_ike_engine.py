@@ -503,3 +503,23 @@ def test_nat_detection_moves_to_port_4500_and_encapsulates() -> None:
     [child_i], [child_r] = of(ev_i, events.ChildSaEstablished), of(ev_r, events.ChildSaEstablished)
     assert child_i.outbound.encap is not None and child_r.outbound.encap is not None
     assert child_r.outbound.encap.dport == 44500  # the NAT's mapping of port 4500
+
+
+@pytest.mark.parametrize("side", ["initiator", "responder", "neither"])
+def test_encap_yes_claims_a_nat_so_both_sides_use_udp(side: str) -> None:
+    """swanctl's encap = yes: one side's NAT_DETECTION_SOURCE_IP hashes an address it does not
+    have (RFC 7296 §2.23), the peer sees a NAT, IKE moves to 4500 and ESP goes in UDP."""
+    import dataclasses
+
+    ci, cr = configs()
+    ci = dataclasses.replace(ci, encap=side == "initiator")
+    cr = dataclasses.replace(cr, encap=side == "responder")
+    *_, ev_i, ev_r, _ = establish(ci, cr)
+    for evs in (ev_i, ev_r):
+        (ike,) = of(evs, events.IkeSaEstablished)
+        (child,) = of(evs, events.ChildSaEstablished)
+        assert ike.nat_detected is (side != "neither")
+        assert (child.inbound.encap is not None) is (side != "neither")
+        assert (child.outbound.encap is not None) is (side != "neither")
+    if side != "neither":
+        assert of(ev_i, events.IkeSaEstablished)[0].local[1] == 4500

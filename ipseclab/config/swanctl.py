@@ -778,8 +778,7 @@ class _Loader:
                                      ("no", "never", "keep", "replace"))
         if "keyingtries" in v:
             ext.keyingtries = self.as_int(v["keyingtries"], f"{path}.keyingtries")
-        self.not_honoured(v, path, "encap", ext.encap,
-                          "ESP goes in UDP only where a NAT is detected (RFC 7296 §2.23)")
+        kw["encap"] = ext.encap
         self.not_honoured(v, path, "reauth_time", ext.reauth_time > 0,
                           "IKE SAs are rekeyed (rekey_time), never reauthenticated")
         self.not_honoured(v, path, "unique", ext.unique != "no",

@@ -177,6 +177,7 @@ class IkeConfig:
     vips: list[str] = field(default_factory=list)
     pools: list[AddressPool] = field(default_factory=list)
     fragmentation: str = "yes"  # yes | accept | force | no (RFC 7383, as swanctl.conf)
+    encap: bool = False  # swanctl's encap: claim a NAT (RFC 7296 §2.23) so ESP goes in UDP
 
     def __post_init__(self) -> None:
         if isinstance(self.psk, str):

@@ -461,17 +461,23 @@ class IkeSa(IkeAuthExchange, CreateChildExchange, InformationalExchange):
 
     def _natd_notifies(self) -> list[Notify]:
         spi_r = bytes(8) if self.initiator else self.spi_r  # §2.23: zero in the request
+        # With encap = yes the source hash is of an address we do not have, so the peer
+        # sees a NAT in front of us and both sides put ESP in UDP (what strongSwan does).
+        source = ("0.0.0.0", 0) if self.config is not None and self.config.encap else self.local
         return [Notify(NotifyType.NAT_DETECTION_SOURCE_IP,
-                       negotiation.natd_hash(self.spi_i, spi_r, *self.local)),
+                       negotiation.natd_hash(self.spi_i, spi_r, *source)),
                 Notify(NotifyType.NAT_DETECTION_DESTINATION_IP,
                        negotiation.natd_hash(self.spi_i, spi_r, *self.remote))]
 
     def _check_natd(self, message: Message, spi_r: bytes) -> bool:
-        """True if a NAT sits between us (§2.23); False also when the peer sent no hashes."""
+        """True if a NAT sits between us (§2.23), or we claim one (encap = yes); False also
+        when the peer sent no hashes."""
         sources = message.notifies(NotifyType.NAT_DETECTION_SOURCE_IP)
         dests = message.notifies(NotifyType.NAT_DETECTION_DESTINATION_IP)
         if not sources or not dests:
             return False
+        if self.config is not None and self.config.encap:
+            return True
         ours = negotiation.natd_hash(self.spi_i, spi_r, *self.local)
         theirs = negotiation.natd_hash(self.spi_i, spi_r, *self.remote)
         return (all(n.data != ours for n in dests)
