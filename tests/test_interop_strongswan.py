@@ -114,11 +114,11 @@ def load(charon: Charon, name: str, ike: str, esp: str, psk: str = PSK,
 
 
 def our_config(path: Path, ike: str, esp: str, psk: str = PSK,
-               addrs: tuple[str, str, str, str] = V4) -> Path:
+               addrs: tuple[str, str, str, str] = V4, encap: bool = False) -> Path:
     ours, theirs, our_lan, their_lan = addrs
     path.write_text(json.dumps({
         "name": "lab", "local_addrs": [ours], "remote_addrs": [theirs], "proposals": ike,
-        "local_id": ours, "remote_id": theirs, "psk": psk,
+        "local_id": ours, "remote_id": theirs, "psk": psk, "encap": encap,
         "children": [{"name": "net", "local_ts": [our_lan], "remote_ts": [their_lan],
                       "esp_proposals": esp}],
     }))
@@ -169,8 +169,8 @@ class Tcpdump:
 
 
 def run_case(charon: Charon, ns: str, tmp: Path, ike: str, esp: str, *, we_initiate: bool,
-             our_psk: str = PSK, their_psk: str = PSK,
-             addrs: tuple[str, str, str, str] = V4) -> tuple[Ours, bool, Path, str]:
+             our_psk: str = PSK, their_psk: str = PSK, addrs: tuple[str, str, str, str] = V4,
+             encap: bool = False) -> tuple[Ours, bool, Path, str]:
     """One negotiation; returns our side, whether charon's initiate succeeded, the capture
     and what charon logged meanwhile."""
     charon.terminate_all()
@@ -179,8 +179,8 @@ def run_case(charon: Charon, ns: str, tmp: Path, ike: str, esp: str, *, we_initi
     load(charon, name, ike, esp, their_psk, addrs)
     cap = Tcpdump(ns, tmp / "wan.pcap")
     try:
-        ours = Ours(ns, our_config(tmp / "ours.json", ike, esp, our_psk, addrs), we_initiate,
-                    address=addrs[0])
+        ours = Ours(ns, our_config(tmp / "ours.json", ike, esp, our_psk, addrs, encap),
+                    we_initiate, address=addrs[0])
         charon_ok = True
         if not we_initiate:
             charon_ok = charon.initiate("net", name, timeout=6)
@@ -275,6 +275,20 @@ def test_wrong_psk_fails_on_both_sides(charon: Charon, namespaces: tuple[str, st
     else:  # we refused charon's AUTH and told it so (§2.21.2)
         assert not charon_ok
         assert "received AUTHENTICATION_FAILED notify error" in log
+
+
+@pytest.mark.parametrize("we_initiate", [True, False], ids=["ours-initiates", "charon-initiates"])
+def test_our_encap_yes_makes_charon_see_a_nat(charon: Charon, namespaces: tuple[str, str],
+                                              tmp_path: Path, we_initiate: bool) -> None:
+    """swanctl's encap = yes on our side: charon finds our NAT_DETECTION_SOURCE_IP hash
+    wrong, so it sees a NAT in front of us (vici's nat-remote), as with strongSwan's own."""
+    ike, esp = PROPOSALS[0]
+    ours, charon_ok, _, _ = run_case(charon, namespaces[0], tmp_path, ike, esp,
+                                     we_initiate=we_initiate, encap=True)
+    ike_up = ours.first("IkeSaEstablished")
+    assert ike_up is not None and charon_ok and ike_up["nat_detected"], ours.events
+    sa = established(charon, ike_up["spi_i"], ike_up["spi_r"])
+    assert sa is not None and sa.get("nat-remote") == "yes", sa
 
 
 @pytest.fixture(scope="module")
