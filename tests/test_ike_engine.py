@@ -523,3 +523,48 @@ def test_encap_yes_claims_a_nat_so_both_sides_use_udp(side: str) -> None:
         assert (child.outbound.encap is not None) is (side != "neither")
     if side != "neither":
         assert of(ev_i, events.IkeSaEstablished)[0].local[1] == 4500
+
+
+@pytest.mark.parametrize(("unique", "initial_contact", "old_survives", "peer_told"), [
+    ("no", True, False, False),  # §2.4: the peer says it has no other SA: drop it silently
+    ("no", False, True, False),  # two IKE SAs with the same identity may coexist
+    ("never", True, True, False),  # even INITIAL_CONTACT is ignored
+    ("replace", False, False, True),  # the older one goes, with a Delete to its peer
+])
+def test_unique_policy(unique: str, initial_contact: bool, old_survives: bool,
+                       peer_told: bool) -> None:
+    """Two initiators with one identity (moon at .1, then at .3) reach the same responder."""
+    import dataclasses
+
+    ci, cr = configs()
+    ci = dataclasses.replace(ci, send_initial_contact=initial_contact)
+    cr = dataclasses.replace(cr, unique=unique)
+    second = dataclasses.replace(ci, local_addrs=["192.0.2.3"])
+    r = IkeEngine(cr, rng=random.Random(2).randbytes)
+    peers = {I_ADDR: IkeEngine(ci, rng=random.Random(1).randbytes),
+             "192.0.2.3": IkeEngine(second, rng=random.Random(3).randbytes)}
+
+    def run() -> None:
+        for _ in range(10):
+            moved = False
+            for engine in peers.values():
+                for data, src, dst in engine.datagrams_to_send():
+                    r.receive_datagram(data, src, dst, 0.0)
+                    moved = True
+            for data, src, dst in r.datagrams_to_send():
+                peers[dst[0]].receive_datagram(data, src, dst, 0.0)
+                moved = True
+            if not moved:
+                return
+
+    peers[I_ADDR].initiate("site", 0.0)
+    run()
+    (first,) = of(drain(r), events.IkeSaEstablished)
+    peers["192.0.2.3"].initiate("site", 0.0)
+    run()
+    later = drain(r)
+    assert len(of(later, events.IkeSaEstablished)) == 1
+    deleted = [e.ike_sa for e in of(later, events.IkeSaDeleted)]
+    assert (first.ike_sa not in deleted) is old_survives
+    told = of(drain(peers[I_ADDR]), events.IkeSaDeleted)
+    assert bool(told) is peer_told

@@ -366,7 +366,7 @@ def test_ah_proposals_are_read_but_warned_about(tmp_path):
 def test_settings_read_but_not_acted_on_are_warned_about(tmp_path):
     """Each with a value that asks for more than ipseclab does; defaults stay quiet."""
     text = PSK_SITE.replace("version = 2", "version = 2\n          encap = yes\n"
-                            "          reauth_time = 1h\n          unique = replace\n"
+                            "          reauth_time = 1h\n          unique = keep\n"
                             "          keyingtries = 0\n          mobike = no")
     text = text.replace("start_action = trap", "start_action = trap\n"
                         "                inactivity = 60\n                hostaccess = yes\n"

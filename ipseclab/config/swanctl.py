@@ -781,8 +781,9 @@ class _Loader:
         kw["encap"] = ext.encap
         self.not_honoured(v, path, "reauth_time", ext.reauth_time > 0,
                           "IKE SAs are rekeyed (rekey_time), never reauthenticated")
-        self.not_honoured(v, path, "unique", ext.unique != "no",
-                          "only INITIAL_CONTACT replaces a peer's older IKE SAs")
+        kw["unique"] = "no" if ext.unique == "keep" else ext.unique
+        self.not_honoured(v, path, "unique", ext.unique == "keep",
+                          "a new IKE SA is not refused; unique = no is used instead")
         self.not_honoured(v, path, "keyingtries", ext.keyingtries != 1,
                           "a failed negotiation is not retried (a trap starts the next one)")
         if "vips" in v:

@@ -288,10 +288,19 @@ class IkeEngine:
 
     def _initial_contact(self, sa: IkeSa, now: float) -> None:
         """INITIAL_CONTACT (§2.4): the peer has no other IKE SA with us; drop the old ones."""
-        for other in list(self._sas.values()):
-            if (other is not sa and other.state is State.ESTABLISHED
-                    and other.config is sa.config and other.remote_id == sa.remote_id):
-                other._delete(now, "replaced after INITIAL_CONTACT", by_peer=True)
+        for other in self._older_duplicates(sa):
+            other._delete(now, "replaced after INITIAL_CONTACT", by_peer=True)
+
+    def _unique_replace(self, sa: IkeSa, now: float) -> None:
+        """swanctl's ``unique = replace``: an older IKE SA of the same peer identity goes, with
+        a Delete, since its peer may still think it alive (§1.4.1)."""
+        for other in self._older_duplicates(sa):
+            other.delete(now)
+
+    def _older_duplicates(self, sa: IkeSa) -> list[IkeSa]:
+        return [other for other in self._sas.values()
+                if other is not sa and other.state is State.ESTABLISHED
+                and other.config is sa.config and other.remote_id == sa.remote_id]
 
     def _receive(self, data: bytes, src: Address, dst: Address, now: float) -> None:
         try:

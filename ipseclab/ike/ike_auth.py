@@ -396,8 +396,11 @@ class IkeAuthExchange:
         self.remote_id = describe_id(idi)
         self.local_id = describe_id(reply[0])  # type: ignore[arg-type]
         notifies = [p for p in inner if isinstance(p, Notify)]
-        if any(n.notify_type == NotifyType.INITIAL_CONTACT for n in notifies):
+        if (any(n.notify_type == NotifyType.INITIAL_CONTACT for n in notifies)
+                and config.unique != "never"):
             self.engine._initial_contact(self, now)  # first: it frees the old leases
+        elif config.unique == "replace":
+            self.engine._unique_replace(self, now)
         cp_reply, cp_failed = self._answer_cp(inner)
         reply += cp_reply
         if cp_failed:
