@@ -250,3 +250,26 @@ def test_two_ipseclab_gateways_with_esn(esp: str, tmp_path: Path) -> None:
             sas = ctl(lab, gw, "list-sas")
             assert len(sas) == 2 and all(sa["esn"] for sa in sas), sas
             assert all(sa["packets"] >= 5 and sa["auth_failed"] == 0 for sa in sas), sas
+
+
+def test_inactivity_closes_an_idle_child_and_the_trap_reopens_it(tmp_path: Path) -> None:
+    """swanctl's inactivity: no packet either way for 1.5 s closes the child SA (with a
+    Delete, §1.4.1); its trap stays, so the next packet brings a new child SA up."""
+    paths = []
+    for side, extra in ((1, "start_action = trap\n        inactivity = 1.5s"), (2, "")):
+        path = tmp_path / f"gw{side}.swanctl.conf"
+        path.write_text(conf(side, child_extra=extra))
+        paths.append(path)
+    gateways = {f"gw{i}": GatewaySpec("ipseclab", (p,), {}) for i, p in enumerate(paths, 1)}
+    with Lab("site-to-site", tmp_path / "lab", gateways) as lab:
+        assert ping_replies(lab, "h1", "h2", 4, 0.2)[1] >= 3  # the first may wait for IKE
+        first = {sa["spi"] for sa in ctl(lab, "gw1", "list-sas")}
+        assert len(first) == 2
+        gone = wait_until(lambda: not ctl(lab, "gw1", "list-sas"), 6)
+        log = (lab.workdir / "gw1" / "gateway.log").read_text()
+        assert gone is not None and gone >= 1.0, log
+        assert "idle for 1.5s (inactivity): closing" in log
+        assert not ctl(lab, "gw2", "list-sas")  # the peer deleted its half too
+        assert ping_replies(lab, "h1", "h2", 4, 0.2)[1] >= 3
+        second = {sa["spi"] for sa in ctl(lab, "gw1", "list-sas")}
+        assert len(second) == 2 and not first & second

@@ -985,8 +985,6 @@ class _Loader:
         for key in ("hostaccess", "policies"):
             if key in v:
                 setattr(ext, key, self.as_bool(v[key], f"{path}.{key}"))
-        self.not_honoured(v, path, "inactivity", ext.inactivity > 0,
-                          "idle child SAs are not closed")
         self.not_honoured(v, path, "hostaccess", ext.hostaccess,
                           "it is for updown scripts, which ipseclab does not run")
         self.not_honoured(v, path, "policies", not ext.policies,

@@ -93,9 +93,14 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
 
     def __init__(self, configs: list[IkeConfig], *, close_actions: dict[tuple[str, str], str]
                  | None = None, retransmit_base: float = 1.0, retransmit_tries: int = 5,
-                 source: str = "") -> None:
+                 source: str = "", inactivity: dict[tuple[str, str], float] | None = None
+                 ) -> None:
         self.configs = {c.name: c for c in configs}
         self.close_actions = close_actions or {}
+        # swanctl's inactivity: seconds without a packet after which a child SA is closed
+        self.inactivity = {k: v for k, v in (inactivity or {}).items() if v > 0}
+        self._activity: dict[int, tuple[int, float]] = {}  # reqid -> (packets, since)
+        self._inactivity_timer: asyncio.TimerHandle | None = None
         self.source = source
         self.engine = IkeEngine(configs, retransmit_base=retransmit_base,
                                 retransmit_tries=retransmit_tries, wall_clock=monotonic_to_unix,
@@ -143,9 +148,12 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
         closes = {(conn, child): extra.close_action
                   for conn, ext in loaded.extras.items()
                   for child, extra in ext.children.items()}
+        idle = {(conn, child): extra.inactivity
+                for conn, ext in loaded.extras.items()
+                for child, extra in ext.children.items()}
         try:
             return cls(list(loaded.connections.values()), close_actions=closes,
-                       source=str(path), **kw)
+                       source=str(path), inactivity=idle, **kw)
         except ConfigError as exc:
             if exc.file is None:
                 raise ConfigError(exc.message, file=str(path), token=exc.token) from None
@@ -166,6 +174,8 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
             from ipseclab.keylog import IkeSaFile, keylog_dir_layout
 
             self._ikelog = IkeSaFile(keylog_dir_layout(gateway.options.keylog_dir)[1])
+        if self.inactivity:
+            self._check_inactivity()
         now = monotonic()
         for config in self.configs.values():
             starting = []
@@ -195,9 +205,35 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
         with contextlib.suppress(Exception):
             for data, src, dst in self.engine.datagrams_to_send():
                 self._send(data, src, dst)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._inactivity_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._inactivity_timer = None
+
+    def _check_inactivity(self) -> None:
+        """Close child SAs that carried no packet, either way, for their ``inactivity``
+        (swanctl.conf); a trap policy stays and brings the child up again on demand."""
+        now = monotonic()
+        for reqid, state in list(self.children.items()):
+            limit = self.inactivity.get((state.connection, state.child))
+            if limit is None:
+                continue
+            packets = sum(sa.counters.packets for pair in state.pairs.values()
+                          for sa in pair[:2] if sa is not None)
+            seen, since = self._activity.get(reqid, (-1, now))
+            if packets != seen:
+                self._activity[reqid] = (packets, now)
+            elif now - since >= limit:
+                log.info("%s: child SA %s{%d} idle for %gs (inactivity): closing",
+                         state.connection, state.child, reqid, limit)
+                del self._activity[reqid]
+                self.engine.delete_child_sa(reqid, now)
+                self._pump()
+        for reqid in set(self._activity) - set(self.children):
+            del self._activity[reqid]
+        step = max(0.25, min(self.inactivity.values()) / 4)
+        self._inactivity_timer = asyncio.get_running_loop().call_later(
+            step, self._check_inactivity)
 
     def _open_500(self) -> None:
         gw = self.gateway
