@@ -329,8 +329,9 @@ def test_transport_ipv6(lab):
     assert sas["out"]["packets"] >= 3 and sas["in"]["packets"] >= 3
 
 
-def test_site_to_site_tunnel_ipv6(lab):
-    h1, gw1, gw2, h2 = lab.ns("h61"), lab.ns("gw61"), lab.ns("gw62"), lab.ns("h62")
+def site_to_site_ipv6(lab: Lab, tag: str) -> tuple[str, str, str, str]:
+    """h1 - gw1 = WAN 2001:db8::/64 = gw2 - h2, LANs fd01::/64 and fd02::/64."""
+    h1, gw1, gw2, h2 = (lab.ns(f"{n}{tag}") for n in ("h1", "gw1", "gw2", "h2"))
     lab.link(h1, "eth0", gw1, "lan")
     lab.link(gw1, "wan", gw2, "wan")
     lab.link(gw2, "lan", h2, "eth0")
@@ -340,6 +341,11 @@ def test_site_to_site_tunnel_ipv6(lab):
         lab.addr(ns, dev, cidr)
     sh("ip", "-n", h1, "-6", "route", "add", "default", "via", "fd01::1")
     sh("ip", "-n", h2, "-6", "route", "add", "default", "via", "fd02::1")
+    return h1, gw1, gw2, h2
+
+
+def test_site_to_site_tunnel_ipv6(lab):
+    h1, gw1, gw2, _h2 = site_to_site_ipv6(lab, "-6")
     s1 = lab.gateway(gw1, "gw1-v6.xfrm", "gw61")
     lab.gateway(gw2, "gw2-v6.xfrm", "gw62")
     with lab.capture(gw1, "wan") as pcap:
@@ -387,16 +393,7 @@ secrets {{
 def test_ikev2_over_ipv6(lab, tmp_path):
     """IKE and ESP with IPv6 outer addresses, between two ipseclab gateways (RFC 7296 does
     not care about the family; the sockets, NAT-D hashes and identities do)."""
-    h1, gw1, gw2, h2 = lab.ns("h71"), lab.ns("gw71"), lab.ns("gw72"), lab.ns("h72")
-    lab.link(h1, "eth0", gw1, "lan")
-    lab.link(gw1, "wan", gw2, "wan")
-    lab.link(gw2, "lan", h2, "eth0")
-    for ns, dev, cidr in ((h1, "eth0", "fd01::2/64"), (gw1, "lan", "fd01::1/64"),
-                          (gw1, "wan", "2001:db8::1/64"), (gw2, "wan", "2001:db8::2/64"),
-                          (gw2, "lan", "fd02::1/64"), (h2, "eth0", "fd02::2/64")):
-        lab.addr(ns, dev, cidr)
-    sh("ip", "-n", h1, "-6", "route", "add", "default", "via", "fd01::1")
-    sh("ip", "-n", h2, "-6", "route", "add", "default", "via", "fd02::1")
+    h1, gw1, gw2, _h2 = site_to_site_ipv6(lab, "-ike6")
     confs = []
     for n, (me, peer, lans, start) in enumerate((
             ("2001:db8::1", "2001:db8::2", ("fd01::/64", "fd02::/64"), "start_action = start"),
