@@ -273,3 +273,27 @@ def test_inactivity_closes_an_idle_child_and_the_trap_reopens_it(tmp_path: Path)
         assert ping_replies(lab, "h1", "h2", 4, 0.2)[1] >= 3
         second = {sa["spi"] for sa in ctl(lab, "gw1", "list-sas")}
         assert len(second) == 2 and not first & second
+
+
+def test_keyingtries_starts_again_until_the_peer_answers(tmp_path: Path) -> None:
+    """swanctl's keyingtries = 0: gw1 starts before gw2 exists; each retransmission sequence
+    of IKE_SA_INIT goes unanswered (§2.1, §2.4) and a new one starts, until gw2 is up."""
+    ours = tmp_path / "gw1.swanctl.conf"
+    ours.write_text(conf(1, "keyingtries = 0", "start_action = start"))
+    theirs = tmp_path / "gw2.swanctl.conf"
+    theirs.write_text(conf(2))
+    gateways = {
+        "gw1": GatewaySpec("ipseclab", (ours,), {"args": ["--ike-retransmit-base", "0.2",
+                                                           "--ike-retransmit-tries", "1"]}),
+        "gw2": GatewaySpec("ipseclab", (theirs,), {}),
+    }
+    with Lab("site-to-site", tmp_path / "lab", gateways, start_gateways=False) as lab:
+        lab.start_gateway("gw1")
+        time.sleep(1.5)  # two or three sequences of 0.2 + 0.4 s without an answer
+        lab.start_gateway("gw2")
+        up = wait_until(lambda: any(i["children"] for i in ctl(lab, "gw1", "list-ike-sas")),
+                        10)
+        log = (lab.workdir / "gw1" / "gateway.log").read_text()
+        assert up is not None, log
+        assert "keyingtries: attempt 2 of no limit" in log
+        assert ping_replies(lab, "h1", "h2", 3, 0.1) == (3, 3)

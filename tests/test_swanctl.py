@@ -374,7 +374,7 @@ def test_settings_read_but_not_acted_on_are_warned_about(tmp_path):
     loaded = load_swanctl(write(tmp_path, "swanctl.conf", text))
     flagged = {w.split(": ")[1].split(" = ")[0].rsplit(".", 1)[1]
                for w in loaded.warnings if "is not honoured by ipseclab" in w}
-    assert flagged == {"reauth_time", "unique", "keyingtries", "hostaccess", "policies"}
+    assert flagged == {"reauth_time", "unique", "hostaccess", "policies"}
     assert loaded.connections["gw-gw"].encap
     quiet = PSK_SITE.replace("version = 2", "version = 2\n          encap = no\n"
                              "          unique = no\n          keyingtries = 1")

@@ -784,8 +784,6 @@ class _Loader:
         kw["unique"] = "no" if ext.unique == "keep" else ext.unique
         self.not_honoured(v, path, "unique", ext.unique == "keep",
                           "a new IKE SA is not refused; unique = no is used instead")
-        self.not_honoured(v, path, "keyingtries", ext.keyingtries != 1,
-                          "a failed negotiation is not retried (a trap starts the next one)")
         if "vips" in v:
             kw["vips"] = self.as_list(v["vips"])
             for vip in kw["vips"]:  # type: ignore[attr-defined]

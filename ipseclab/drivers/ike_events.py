@@ -112,6 +112,7 @@ class IkeEvents:
                 if child.ike_sa == old:
                     child.ike_sa = ev.ike_sa
         self.ike[ev.ike_sa] = info
+        self._keying_attempts.pop(ev.connection, None)
         if old and old in self._vips:
             self._vips[ev.ike_sa] = self._vips.pop(old)
         elif ev.virtual_ips:
@@ -241,10 +242,30 @@ class IkeEvents:
         if not ev.rekeyed:
             self._remove_virtual_ips(ev.ike_sa)
         info = self.ike.pop(ev.ike_sa, None)
+        never_answered = info is None and ev.ike_sa in self._unreachable
         self._unreachable.discard(ev.ike_sa)
         if not ev.rekeyed:
             name = info.connection if info else (ev.connection or "?")
             log.info("%s: IKE SA %s deleted: %s", name, ev.ike_sa, ev.reason)
+        if never_answered and ev.connection:
+            self._retry_keying(ev.connection)
+
+    def _retry_keying(self: IkeGateway, connection: str) -> None:
+        """swanctl's keyingtries: a first connect whose peer never answered starts again, up
+        to keyingtries sequences of retransmissions in all (0: without end), for the child
+        SAs with start_action start."""
+        tries = self.keyingtries.get(connection, 1)
+        done = self._keying_attempts.get(connection, 1)
+        config = self.configs.get(connection)
+        starting = [c.name for c in config.children if "start" in c.start_action] if config \
+            else []
+        if not starting or (tries and done >= tries):
+            self._keying_attempts.pop(connection, None)
+            return
+        self._keying_attempts[connection] = done + 1
+        log.info("%s: keyingtries: attempt %d of %s", connection, done + 1, tries or "no limit")
+        self._then_create[connection] = starting[1:]
+        asyncio.get_running_loop().call_soon(self._restart, connection, starting[0])
 
     def _on_PeerUnreachable(self: IkeGateway, ev: events.PeerUnreachable) -> None:
         self._unreachable.add(ev.ike_sa)

@@ -93,10 +93,13 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
 
     def __init__(self, configs: list[IkeConfig], *, close_actions: dict[tuple[str, str], str]
                  | None = None, retransmit_base: float = 1.0, retransmit_tries: int = 5,
-                 source: str = "", inactivity: dict[tuple[str, str], float] | None = None
-                 ) -> None:
+                 source: str = "", inactivity: dict[tuple[str, str], float] | None = None,
+                 keyingtries: dict[str, int] | None = None) -> None:
         self.configs = {c.name: c for c in configs}
         self.close_actions = close_actions or {}
+        # swanctl's keyingtries: retransmission sequences for a first connect (0: no limit)
+        self.keyingtries = keyingtries or {}
+        self._keying_attempts: dict[str, int] = {}
         # swanctl's inactivity: seconds without a packet after which a child SA is closed
         self.inactivity = {k: v for k, v in (inactivity or {}).items() if v > 0}
         self._activity: dict[int, tuple[int, float]] = {}  # reqid -> (packets, since)
@@ -151,9 +154,10 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
         idle = {(conn, child): extra.inactivity
                 for conn, ext in loaded.extras.items()
                 for child, extra in ext.children.items()}
+        tries = {conn: ext.keyingtries for conn, ext in loaded.extras.items()}
         try:
             return cls(list(loaded.connections.values()), close_actions=closes,
-                       source=str(path), inactivity=idle, **kw)
+                       source=str(path), inactivity=idle, keyingtries=tries, **kw)
         except ConfigError as exc:
             if exc.file is None:
                 raise ConfigError(exc.message, file=str(path), token=exc.token) from None
