@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-.venv/bin/ruff check ipseclab tests topologies benchmarks examples notebooks/build.py notebooks/build_attacks.py notebooks/lessons
+.venv/bin/ruff check ipseclab tests topologies benchmarks examples notebooks
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

@@ -58,3 +58,7 @@ SETUP = code("""
     %matplotlib inline
     import matplotlib.pyplot as plt
     """)
+# For lessons whose figures come back from ipseclab functions and never need pyplot itself.
+SETUP_INLINE = code("""
+    %matplotlib inline
+    """)

@@ -210,9 +210,6 @@ CELLS = [
     ```
     """),
     code("""
-    %matplotlib inline
-    import matplotlib.pyplot as plt
-
     from ipseclab.teaching.ladder import ladder, plot_ladder
 
     rungs = ladder(frames)

@@ -5,7 +5,7 @@ inner IPv4 header (RFC 3602 §2, RFC 1624); the attack in the lab and the fix, a
 from __future__ import annotations
 
 from .attack_cells import IP_PACKETS, ROOT_CHECK, scope
-from .cells import SETUP, code, md
+from .cells import SETUP_INLINE, code, md
 
 CELLS = [
     md("""
@@ -24,7 +24,7 @@ CELLS = [
     * apply the fix (an ICV) and read `auth_failed` in gw2's counters.
     """),
     scope("mallory, the router between the sites, rewrites an ESP packet from gw1 to gw2."),
-    SETUP,
+    SETUP_INLINE,
     ROOT_CHECK,
     md("""
     ## The weak configuration

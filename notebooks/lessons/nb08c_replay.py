@@ -5,7 +5,7 @@ anti-replay window (RFC 4303 §3.4.3), and the fix.
 from __future__ import annotations
 
 from .attack_cells import IP_PACKETS, ROOT_CHECK, SHOW_CONFIG, scope
-from .cells import SETUP, code, md
+from .cells import SETUP_INLINE, code, md
 
 CELLS = [
     md("""
@@ -21,7 +21,7 @@ CELLS = [
     Notebook 04 takes the window apart; here we attack a gateway that does not use it.
     """),
     scope("mallory records one ESP packet from gw1 to gw2 and sends it again."),
-    SETUP,
+    SETUP_INLINE,
     ROOT_CHECK,
     md("""
     ## The weak configuration

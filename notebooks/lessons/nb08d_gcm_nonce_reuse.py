@@ -5,7 +5,7 @@ of plaintexts, GHASH's hash key recovered, a forged packet in the lab, and the f
 from __future__ import annotations
 
 from .attack_cells import ROOT_CHECK, scope
-from .cells import SETUP, code, md
+from .cells import SETUP_INLINE, code, md
 
 CELLS = [
     md("""
@@ -24,7 +24,7 @@ CELLS = [
       "Nonce-Disrespecting Adversaries", WOOT 2016), in the lab, and see the fix stop it.
     """),
     scope("mallory records ESP packets from gw1 to gw2 and injects a forged one."),
-    SETUP,
+    SETUP_INLINE,
     ROOT_CHECK,
     md("""
     ## The weak configuration
@@ -158,7 +158,7 @@ CELLS = [
     assert gf128.to_block(H) == true_h
     S = gf128.from_block(t1) ^ gf128.ghash(H, a1, ct1)
     print("the mask S = T1 + GHASH_H(A1, C1) =", gf128.to_block(S).hex())
-    assert S == gf128.from_block(t2) ^ gf128.ghash(H, a2, ct2)  # the same for both
+    assert gf128.from_block(t2) ^ gf128.ghash(H, a2, ct2) == S  # the same for both
     """),
     md("""
     ## Step 4: a forgery

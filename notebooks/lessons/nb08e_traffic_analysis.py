@@ -161,9 +161,9 @@ CELLS = [
     AES (b = 128) it is 2^64 blocks.
     """),
     code("""
-    from ipseclab.attacks import sweet32
-
     from IPython.display import display
+
+    from ipseclab.attacks import sweet32
 
     display(sweet32.plot_collision_probability())
     for bits in (64, 128):

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from .attack_cells import IKE_ENGINES, ROOT_CHECK, scope
-from .cells import SETUP, code, md
+from .cells import SETUP_INLINE, code, md
 
 CELLS = [
     md("""
@@ -25,7 +25,7 @@ CELLS = [
     """),
     scope("mallory, the router between the two sites, answers gw1's IKE_SA_INIT in gw2's"
           " name and tests PSK guesses against the AUTH value gw1 sends."),
-    SETUP,
+    SETUP_INLINE,
     ROOT_CHECK,
     md("""
     ## The weak configuration
@@ -151,10 +151,10 @@ CELLS = [
     from ipseclab.attacks.ike_common import ike_lab
 
     if ROOT:
-        with tempfile.TemporaryDirectory(prefix="nb08f-") as tmp:
-            with ike_lab("weak-psk", "weak", Path(tmp) / "lab") as lab:
-                weak = weak_psk.run(lab, config="weak")
-                gw1_log = (lab.workdir / "gw1" / "gateway.log").read_text()
+        with (tempfile.TemporaryDirectory(prefix="nb08f-") as tmp,
+              ike_lab("weak-psk", "weak", Path(tmp) / "lab") as lab):
+            weak = weak_psk.run(lab, config="weak")
+            gw1_log = (lab.workdir / "gw1" / "gateway.log").read_text()
         print(weak.report())
         print()
         for line in gw1_log.splitlines():
@@ -192,9 +192,9 @@ CELLS = [
     assert found2 is None
 
     if ROOT:
-        with tempfile.TemporaryDirectory(prefix="nb08f-") as tmp:
-            with ike_lab("weak-psk", "recommended", Path(tmp) / "lab") as lab:
-                fixed = weak_psk.run(lab, config="recommended")
+        with (tempfile.TemporaryDirectory(prefix="nb08f-") as tmp,
+              ike_lab("weak-psk", "recommended", Path(tmp) / "lab") as lab):
+            fixed = weak_psk.run(lab, config="recommended")
         print(fixed.report())
         assert not fixed.succeeded and fixed.details["psk"] is None
     else:

@@ -5,7 +5,7 @@ group and recomputes SKEYSEED (RFC 7296 §2.14); why 2048-bit groups or x25519.
 from __future__ import annotations
 
 from .attack_cells import IKE_ENGINES, ROOT_CHECK, scope
-from .cells import SETUP, code, md
+from .cells import SETUP_INLINE, code, md
 
 CELLS = [
     md("""
@@ -23,7 +23,7 @@ CELLS = [
     """),
     scope("mallory, the router between the two sites, only records what it forwards and"
           " computes afterwards; it sends nothing."),
-    SETUP,
+    SETUP_INLINE,
     ROOT_CHECK,
     md("""
     ## The weak configuration: a toy group
@@ -61,6 +61,8 @@ CELLS = [
     code("""
     from math import isqrt
 
+    from ipseclab.attacks.dlog import bsgs
+
     P, G, Q, Y = 23, 4, 11, 13
     M = isqrt(Q - 1) + 1  # ceil(sqrt(11)) = 4
     baby = {pow(G, j, P): j for j in range(M)}
@@ -76,8 +78,6 @@ CELLS = [
             break
         gamma = gamma * step % P  # the next giant step
     print(f"x = i*m + j = {x}; check 4^{x} mod 23 = {pow(G, x, P)}")
-
-    from ipseclab.attacks.dlog import bsgs
 
     assert pow(G, x, P) == Y and bsgs(G, Y, P, Q) == x
     """),

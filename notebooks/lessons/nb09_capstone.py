@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from .cells import ROOT_CHECK, SETUP, cleanup, code, md
+from .cells import ROOT_CHECK, SETUP_INLINE, cleanup, code, md
 
 CELLS = [
     md("""
@@ -22,7 +22,7 @@ CELLS = [
     This lesson runs the site-to-site topology in Mininet with ipseclab on both gateways:
     it needs root.
     """),
-    SETUP,
+    SETUP_INLINE,
     ROOT_CHECK,
     md("""
     ## The ticket
