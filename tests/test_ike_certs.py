@@ -359,6 +359,48 @@ def test_rekeyed_ike_sa_keeps_the_lease(pki):
     assert r.leases("rw") == {"10.3.0.1": rekeyed[0].ike_sa}
 
 
+@pytest.mark.parametrize("who", ["client", "gateway"])
+def test_reauthenticated_ike_sa_keeps_the_virtual_ip(pki, who):
+    """Make-before-break: the new IKE SA asks for the address the old one has, and the pool
+    gives it to the same identity although the old IKE SA still holds it (§2.8.3, §2.19).
+
+    The gateway cannot do it itself (only an initiator asks for an address): its
+    reauth_time goes to the client as AUTH_LIFETIME (RFC 4478), and the client does it."""
+    pool = AddressPool("rw", "10.3.0.0/24")
+    gateway, clients = rw_configs(pki, pool)
+    if who == "gateway":
+        gateway.reauth_time = 100.0
+    r = IkeEngine(gateway, rng=random.Random(9).randbytes)
+    i = IkeEngine(clients[0], rng=random.Random(3).randbytes)
+    i.initiate("c", NOW)
+    run(i, r)
+    old = established(drain(i))
+    drain(r)
+    assert old.virtual_ips == ["10.3.0.1"]
+    dave = IkeEngine(clients[1], rng=random.Random(4).randbytes)  # holds 10.3.0.2 meanwhile
+    dave.initiate("c", NOW)
+    run(dave, r)
+    drain(r)
+    if who == "client":
+        assert i.reauthenticate_ike_sa(old.ike_sa, NOW + 1)
+        now = NOW + 1
+    else:
+        assert not r.reauthenticate_ike_sa(old.ike_sa, NOW + 1)
+        # AUTH_LIFETIME 100 s, minus over_time (10% of the client's 4 h rekey_time: more
+        # than half of 100 s, so half of it)
+        now = i.get_timer()
+        assert now == pytest.approx(NOW + 50.0)
+        i.handle_timer(now)
+    run(i, r, now)
+    ei, er = drain(i), drain(r)
+    [new] = [e for e in ei if isinstance(e, events.IkeSaEstablished)]
+    assert new.ike_sa != old.ike_sa and new.virtual_ips == ["10.3.0.1"]
+    assert [e.ike_sa for e in ei if isinstance(e, events.IkeSaDeleted)] == [old.ike_sa]
+    assert [sa.name for sa in i.ike_sas] == [new.ike_sa]
+    assert r.leases("rw") == {"10.3.0.1": new.ike_sa, "10.3.0.2": dave.ike_sas[0].name}
+    assert not [e for e in er if isinstance(e, events.ChildSaFailed)]
+
+
 # -- INVALID_IKE_SPI (§2.21.4) -----------------------------------------------------------------
 
 

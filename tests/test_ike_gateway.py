@@ -9,7 +9,9 @@ reference peer (it always UDP-encapsulates, so our NAT-T data plane is used agai
   tshark decrypts the IKE_AUTH exchange and every echo request on the WAN with the key log
   the gateway wrote, and a peer killed with SIGKILL is noticed by DPD (RFC 7296 §2.4) and its
   SAs and policies are removed;
-* ours as responder to strongSwan (trap on our side), ping both ways, ``ctl`` output.
+* ours as responder to strongSwan (trap on our side), ping both ways, ``ctl`` output;
+* reauthentication (RFC 7296 §2.8.3): ours against charon every 5 s while h1 pings h2;
+  charon reauthenticating as our AUTH_LIFETIME (RFC 4478) asks, then ``ctl reauth`` by us.
 """
 
 from __future__ import annotations
@@ -297,3 +299,77 @@ def test_keyingtries_starts_again_until_the_peer_answers(tmp_path: Path) -> None
         assert up is not None, log
         assert "keyingtries: attempt 2 of no limit" in log
         assert ping_replies(lab, "h1", "h2", 3, 0.1) == (3, 3)
+
+
+@needs_charon
+def test_ours_reauthenticates_strongswan_without_loss(tmp_path: Path) -> None:
+    """reauth_time (RFC 7296 §2.8.3), make-before-break: a new IKE SA and child SA from
+    scratch every 4-5 s while h1 pings h2; the old IKE SA goes only after, so the child SA's
+    reqid, policies and traffic carry on; charon sees a new IKE SA each time."""
+    ours = tmp_path / "gw1.swanctl.conf"
+    ours.write_text(conf(1, "rekey_time = 0s\n    reauth_time = 5s", "start_action = start"))
+    theirs = tmp_path / "gw2.swanctl.conf"
+    theirs.write_text(conf(2))
+    gateways = {"gw1": GatewaySpec("ipseclab", (ours,), {}),
+                "gw2": GatewaySpec("strongswan", (theirs,))}
+    with Lab("site-to-site", tmp_path / "lab", gateways, start_gateways=False) as lab:
+        lab.start_gateway("gw2")
+        lab.start_gateway("gw1")
+        up = wait_until(lambda: any(i["children"] for i in ctl(lab, "gw1", "list-ike-sas")),
+                        10)
+        assert up is not None, (lab.workdir / "gw1" / "gateway.log").read_text()
+        (first,) = ctl(lab, "gw1", "list-ike-sas")
+        sent, received = ping_replies(lab, "h1", "h2", 110, 0.1)
+        log = (lab.workdir / "gw1" / "gateway.log").read_text()
+        reauths = re.findall(r"established .*, reauthenticating ([0-9a-f]{32})", log)
+        assert len(reauths) >= 2 and reauths[0] == first["name"], log
+        assert log.count("deleted: reauthenticated") >= 2, log
+        # A reply charon sends on its new child SA before our IKE_AUTH response is read can
+        # be lost (charon sends on a new child SA at once); one per reauthentication at most.
+        assert sent == 110 and received >= sent - len(reauths), (sent, received, log)
+        (ike,) = ctl(lab, "gw1", "list-ike-sas")
+        assert ike["initiator"] and ike["name"] != first["name"]
+        assert len(ike["children"]) == 1
+        assert "Traceback" not in log
+        assert ping_replies(lab, "h2", "h1", 3, 0.2) == (3, 3)
+
+
+@needs_charon
+def test_strongswan_reauthenticates_us_as_our_auth_lifetime_asks(tmp_path: Path) -> None:
+    """Our reauth_time as responder goes to charon as AUTH_LIFETIME (RFC 4478); charon (the
+    initiator) reauthenticates before it runs out, and the tunnel carries on."""
+    ours = tmp_path / "gw1.swanctl.conf"
+    ours.write_text(conf(1, "rekey_time = 0s\n    reauth_time = 30s"))
+    theirs = tmp_path / "gw2.swanctl.conf"
+    theirs.write_text(conf(2, "rekey_time = 0s\n    over_time = 26s", "start_action = start"))
+    gateways = {"gw1": GatewaySpec("ipseclab", (ours,), {}),
+                "gw2": GatewaySpec("strongswan", (theirs,))}
+    with Lab("site-to-site", tmp_path / "lab", gateways, start_gateways=False) as lab:
+        lab.start_gateway("gw1")
+        lab.start_gateway("gw2")
+        up = wait_until(lambda: any(i["children"] for i in ctl(lab, "gw1", "list-ike-sas")),
+                        10)
+        assert up is not None, (lab.workdir / "gw1" / "gateway.log").read_text()
+        (first,) = ctl(lab, "gw1", "list-ike-sas")
+        assert not first["initiator"]
+        # AUTH_LIFETIME 30 s minus charon's over_time 26 s: charon reauthenticates at ~4 s.
+        changed = wait_until(lambda: [i["name"] for i in ctl(lab, "gw1", "list-ike-sas")
+                                      if i["children"]] not in ([], [first["name"]]), 15)
+        log = (lab.workdir / "gw1" / "gateway.log").read_text()
+        assert changed is not None and changed < 10, log
+        charon = next(lab.workdir.joinpath("gw2").rglob("charon*.log")).read_text()
+        assert "received AUTH_LIFETIME of 30s" in charon, charon[-3000:]
+        assert wait_until(lambda: len(ctl(lab, "gw1", "list-ike-sas")) == 1, 10) is not None
+        assert ping_replies(lab, "h1", "h2", 5, 0.2)[1] >= 4
+        # Now we reauthenticate the IKE SA charon began (ctl reauth): we initiate the new one.
+        (theirs_,) = ctl(lab, "gw1", "list-ike-sas")
+        assert ctl(lab, "gw1", "reauth", target="s2s") == {"reauthenticating": ["s2s"]}
+        ours_ = wait_until(lambda: [i["initiator"] for i in ctl(lab, "gw1", "list-ike-sas")]
+                           == [True], 10)
+        log = (lab.workdir / "gw1" / "gateway.log").read_text()
+        assert ours_ is not None, log
+        assert f"reauthenticating {theirs_['name']}" in log
+        assert ping_replies(lab, "h1", "h2", 5, 0.2) == (5, 5)
+        with pytest.raises(Exception, match="no established IKE SA or connection named 'x'"):
+            ctl(lab, "gw1", "reauth", target="x")
+        assert "Traceback" not in log

@@ -779,8 +779,6 @@ class _Loader:
         if "keyingtries" in v:
             ext.keyingtries = self.as_int(v["keyingtries"], f"{path}.keyingtries")
         kw["encap"] = ext.encap
-        self.not_honoured(v, path, "reauth_time", ext.reauth_time > 0,
-                          "IKE SAs are rekeyed (rekey_time), never reauthenticated")
         kw["unique"] = "no" if ext.unique == "keep" else ext.unique
         self.not_honoured(v, path, "unique", ext.unique == "keep",
                           "a new IKE SA is not refused; unique = no is used instead")

@@ -24,8 +24,9 @@ from typing import Any
 from ipseclab.errors import IpsecLabError
 
 CTL_COMMANDS = ("list-sas", "list-policies", "load", "flush", "stats", "stop",
-                "list-conns", "initiate", "terminate", "rekey")
-_NEEDS_TARGET = {"initiate": "CHILD|CONN", "terminate": "IKE|CONN|CHILD", "rekey": "IKE|CHILD"}
+                "list-conns", "initiate", "terminate", "rekey", "reauth")
+_NEEDS_TARGET = {"initiate": "CHILD|CONN", "terminate": "IKE|CONN|CHILD", "rekey": "IKE|CHILD",
+                 "reauth": "IKE|CONN"}
 
 
 def setup_gateway(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
@@ -41,6 +42,9 @@ def setup_gateway(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
                    help="first IKE retransmission after SECONDS, doubling (default 1)")
     p.add_argument("--ike-retransmit-tries", type=int, default=5, metavar="N",
                    help="retransmissions before a peer counts as dead (default 5)")
+    p.add_argument("--break-before-make", action="store_true",
+                   help="reauthentication deletes the old IKE SA before it makes the new one"
+                        " (strongSwan's charon.make_before_break = no); default: after")
     p.add_argument("--name", help="gateway name (default: the manual file's name, or 'gw')")
     p.add_argument("--control", metavar="PATH", type=Path,
                    help="control socket (default /run/ipseclab/NAME.sock)")
@@ -71,7 +75,8 @@ def setup_gateway(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
                                  control=a.control,
                                  keylog_dir=a.keylog_dir, tun=a.tun, mtu=a.mtu, mark=a.mark,
                                  table=a.table, pidfile=a.pidfile,
-                                 ike_retransmit=(a.ike_retransmit_base, a.ike_retransmit_tries))
+                                 ike_retransmit=(a.ike_retransmit_base, a.ike_retransmit_tries),
+                                 make_before_break=not a.break_before_make)
         return run_gateway(options)
     return run
 
@@ -86,7 +91,7 @@ def setup_ctl(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]
                    help=", ".join(CTL_COMMANDS))
     p.add_argument("file", nargs="?", metavar="ARG",
                    help="load: the 'ip xfrm' file; initiate: CHILD or CONN; terminate: IKE SA,"
-                        " CONN or CHILD; rekey: IKE SA or CHILD")
+                        " CONN or CHILD; rekey: IKE SA or CHILD; reauth: IKE SA or CONN")
     p.add_argument("--json", action="store_true", help="print the reply as JSON")
 
     def run(a: argparse.Namespace) -> int:
@@ -191,7 +196,7 @@ def format_result(command: str, result: Any) -> str:
         return format_sas(result)
     if command == "list-conns":
         return format_conns(result)
-    if command in ("initiate", "terminate", "rekey"):
+    if command in ("initiate", "terminate", "rekey", "reauth"):
         return format_action(command, result)
     if command == "list-policies":
         return format_policies(result)
@@ -268,7 +273,11 @@ def format_conns(conns: list[dict[str, Any]]) -> str:
     """Connections as ``swanctl --list-conns`` shows them."""
     lines = []
     for c in conns:
-        lines.append(f"{c['name']}: IKEv2, rekeying every {c['rekey_time']:g}s"
+        reauth = c.get("reauth_time", 0)
+        lines.append(f"{c['name']}: IKEv2, "
+                     + (f"reauthentication every {reauth:g}s, " if reauth else "")
+                     + (f"rekeying every {c['rekey_time']:g}s" if c["rekey_time"]
+                        else "no rekeying")
                      + (f", dpd delay {c['dpd_delay']:g}s" if c["dpd_delay"] else ""))
         lines.append(f"  local:  {','.join(c['local_addrs'])}")
         lines.append(f"  remote: {','.join(c['remote_addrs'])}")
@@ -294,8 +303,10 @@ def format_action(command: str, result: dict[str, Any]) -> str:
         return (f"initiating {result['connection']}"
                 + (f" (child {result['child']})" if result.get("child") else "")
                 + f" by {result['how']}")
-    done = result.get("terminated" if command == "terminate" else "rekeyed", [])
-    verb = "terminating" if command == "terminate" else "rekeying"
+    key, verb = {"terminate": ("terminated", "terminating"),
+                 "reauth": ("reauthenticating", "reauthenticating")}.get(
+        command, ("rekeyed", "rekeying"))
+    done = result.get(key, [])
     return f"{verb} {', '.join(done)}" if done else f"nothing to {command}"
 
 

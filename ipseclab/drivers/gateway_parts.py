@@ -70,6 +70,7 @@ class GatewayOptions:
     table: int = DEFAULT_TABLE
     pidfile: Path | None = None
     ike_retransmit: tuple[float, int] = (1.0, 5)  # first timeout (doubling), retransmissions
+    make_before_break: bool = True  # reauthentication order (strongSwan's charon option)
 
 
 @dataclass

@@ -45,6 +45,8 @@ class IkeControl:
             return self.terminate(str(request["target"]))
         if command == "rekey":
             return self.rekey(str(request["target"]))
+        if command == "reauth":
+            return self.reauth(str(request["target"]))
         if command == "stats":
             stats = GatewayCommands.stats(self.gateway)
             stats["ike"] = {**self.counters, "ike_sas": len(self.engine.ike_sas),
@@ -115,7 +117,7 @@ class IkeControl:
             "name": c.name, "local_addrs": c.local_addrs, "remote_addrs": c.remote_addrs,
             "proposals": c.proposals, "local_id": c.local_id, "local_auth": c.local_auth,
             "remote_id": c.remote_id, "remote_auth": c.remote_auth, "dpd_delay": c.dpd_delay,
-            "rekey_time": c.rekey_time,
+            "rekey_time": c.rekey_time, "reauth_time": c.reauth_time,
             "children": [{
                 "name": ch.name, "mode": ch.mode, "local_ts": ch.local_ts,
                 "remote_ts": ch.remote_ts, "esp_proposals": ch.esp_proposals,
@@ -187,3 +189,13 @@ class IkeControl:
             raise ConfigError(f"nothing to rekey named '{target}'", token=target)
         self._pump()
         return {"rekeyed": done}
+
+    def reauth(self: IkeGateway, target: str) -> dict[str, Any]:
+        """``ctl reauth IKE|CONN``: a new IKE SA from scratch now, as reauth_time would
+        (RFC 7296 §2.8.3); the newest IKE SA of a connection when a connection is named."""
+        if not self.engine.reauthenticate_ike_sa(target, monotonic()):
+            raise ConfigError(f"no established IKE SA or connection named '{target}' to"
+                              " reauthenticate (a gateway that leased a virtual IP to the"
+                              " peer leaves it to the peer)", token=target)
+        self._pump()
+        return {"reauthenticating": [target]}

@@ -113,8 +113,11 @@ class IkeEvents:
                     child.ike_sa = ev.ike_sa
         self.ike[ev.ike_sa] = info
         self._keying_attempts.pop(ev.connection, None)
+        reauth = ev.reauthenticates
         if old and old in self._vips:
             self._vips[ev.ike_sa] = self._vips.pop(old)
+        elif reauth and self._vip_addresses(reauth) == ev.virtual_ips:
+            self._vips[ev.ike_sa] = self._vips.pop(reauth, [])  # kept by the reauthentication
         elif ev.virtual_ips:
             self._add_virtual_ips(ev.ike_sa, ev.virtual_ips)
         if ev.remote_virtual_ips and not old:
@@ -124,9 +127,12 @@ class IkeEvents:
         if old:
             log.info("%s: IKE SA %s rekeyed to %s", ev.connection, old, ev.ike_sa)
             return
-        log.info("%s: IKE SA %s established (%s, %s %s <-> %s %s%s)", ev.connection, ev.ike_sa,
-                 ev.proposal, ev.local_id, ev.local[0], ev.remote_id, ev.remote[0],
-                 ", NAT-T" if ev.nat_detected else "")
+        log.info("%s: IKE SA %s established (%s, %s %s <-> %s %s%s)%s", ev.connection,
+                 ev.ike_sa, ev.proposal, ev.local_id, ev.local[0], ev.remote_id, ev.remote[0],
+                 ", NAT-T" if ev.nat_detected else "",
+                 f", reauthenticating {reauth}" if reauth else "")
+        if reauth:
+            return  # the child SAs come from the reauthentication, not from start_action
         for child in self._then_create.pop(ev.connection, []) if ev.initiator else []:
             self.engine.create_child(ev.ike_sa, child, monotonic())
 
@@ -233,6 +239,10 @@ class IkeEvents:
             added.append(undo)
             log.info("virtual IP %s on lo (IKE SA %s)", address, ike_sa)
         self._vips[ike_sa] = added
+
+    def _vip_addresses(self: IkeGateway, ike_sa: str) -> list[str]:
+        """The virtual IPs we put on ``lo`` for ``ike_sa`` (from their undo commands)."""
+        return [undo[2].split("/")[0] for undo in self._vips.get(ike_sa, [])]
 
     def _remove_virtual_ips(self: IkeGateway, ike_sa: str) -> None:
         for undo in self._vips.pop(ike_sa, []):

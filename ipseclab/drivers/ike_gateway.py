@@ -94,7 +94,8 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
     def __init__(self, configs: list[IkeConfig], *, close_actions: dict[tuple[str, str], str]
                  | None = None, retransmit_base: float = 1.0, retransmit_tries: int = 5,
                  source: str = "", inactivity: dict[tuple[str, str], float] | None = None,
-                 keyingtries: dict[str, int] | None = None) -> None:
+                 keyingtries: dict[str, int] | None = None,
+                 make_before_break: bool = True) -> None:
         self.configs = {c.name: c for c in configs}
         self.close_actions = close_actions or {}
         # swanctl's keyingtries: retransmission sequences for a first connect (0: no limit)
@@ -107,7 +108,7 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
         self.source = source
         self.engine = IkeEngine(configs, retransmit_base=retransmit_base,
                                 retransmit_tries=retransmit_tries, wall_clock=monotonic_to_unix,
-                                report_keys=True)
+                                report_keys=True, make_before_break=make_before_break)
         self.gateway: Gateway | None = None
         self.book: PolicyBook | None = None
         self.children: dict[int, ChildState] = {}

@@ -10,6 +10,12 @@ A child SA's life (the ``state`` field)::
     installed --our rekey request out--> rekeying --response--> rekeyed --Delete--> gone
     installed --peer rekeyed it--> (still installed; its successor waits) --Delete--> gone
     installed --our Delete out--> deleting --response--> gone
+
+A child SA that duplicates one of another IKE SA with the same peer (a reauthentication,
+RFC 7296 §2.8.3) takes that one's ``reqid``, so the SPD's entries stay as they are; as with
+a rekey, its responder sends on it only once the duplicated one is gone (``waits_for``),
+or after :data:`DUPLICATE_WAIT` seconds: the duplicate may also come from a peer that lost
+its state and will never delete the old one.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ from ipseclab.ike.keys import child_keys
 from ipseclab.ipsec.sa import Mode, SecurityAssociation, UdpEncap
 from ipseclab.ipsec.selectors import Selector, TrafficSelector
 
-__all__ = ["ChildRequest", "ChildSa", "build_child_sas"]
+__all__ = ["DUPLICATE_WAIT", "ChildRequest", "ChildSa", "build_child_sas"]
+
+DUPLICATE_WAIT = 2.0  # seconds a duplicate's responder keeps sending on the old pair at most
 
 
 @dataclass
@@ -51,6 +59,8 @@ class ChildSa:
     replaced_by: ChildSa | None = field(default=None, repr=False)
     rekey_at: float | None = None
     expire_at: float | None = None
+    waits_for: ChildSa | None = field(default=None, repr=False)  # outbound after it goes
+    wait_ends: float | None = None  # ... or at this time
 
     @property
     def selectors(self) -> list[Selector]:

@@ -164,7 +164,9 @@ class IkeConfig:
     remote_port: int = 500
     dpd_delay: float = 0.0
     rekey_time: float = 14400.0
-    over_time: float | None = None  # the IKE SA dies at rekey_time + over_time (None: 10%)
+    reauth_time: float = 0.0  # a new IKE SA from scratch this often (RFC 7296 §2.8.3); 0: never
+    over_time: float | None = None  # the IKE SA dies this long after its first rekey or
+    # reauthentication was due (None: 10% of the longer of rekey_time and reauth_time)
     send_initial_contact: bool = True
     local_certs: list[x509.Certificate] = field(default_factory=list, repr=False)
     private_key: object | None = field(default=None, repr=False)
@@ -208,11 +210,17 @@ class IkeConfig:
 
     @property
     def life_time(self) -> float:
-        """When an IKE SA that could not be rekeyed is deleted (swanctl's ``over_time``)."""
-        if not self.rekey_time:
-            return 0.0
-        over = self.over_time if self.over_time is not None else self.rekey_time / 10
-        return self.rekey_time + over
+        """When an IKE SA that was neither rekeyed nor reauthenticated in time is deleted:
+        ``over_time`` after the earlier of the two was due, as strongSwan does."""
+        times = [t for t in (self.rekey_time, self.reauth_time) if t]
+        return min(times) + self.effective_over_time if times else 0.0
+
+    @property
+    def effective_over_time(self) -> float:
+        """``over_time``, or its default: 10% of the longer of rekey_time and reauth_time."""
+        if self.over_time is not None:
+            return self.over_time
+        return max(self.rekey_time, self.reauth_time) / 10
 
     def child(self, name: str | None = None) -> ChildConfig:
         for child in self.children:

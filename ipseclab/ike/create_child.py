@@ -115,6 +115,7 @@ class CreateChildExchange:
             self._request_done(now)
             return
         pending.on_response(message, inner, now)
+        self._reauth_check(now)
 
     def _on_child_response(self: IkeSa, request: ChildRequest, message: Message,
                            inner: list[Payload], now: float) -> None:

@@ -6,6 +6,7 @@ Driven like aioquic's connection::
     engine.initiate("site-b", now)                   # or wait for a peer
     engine.create_child("site-b", "net2", now)       # CREATE_CHILD_SA over it
     engine.rekey_child_sa(reqid, now); engine.rekey_ike_sa(name, now)  # timers do this too
+    engine.reauthenticate_ike_sa(name, now)          # a new IKE SA from scratch (§2.8.3)
     for data, src, dst in engine.datagrams_to_send(): sock.sendto(...)
     engine.receive_datagram(data, src=(addr, port), dst=(addr, port), now=now)
     while (event := engine.next_event()) is not None: ...
@@ -32,7 +33,8 @@ from collections.abc import Callable, Iterable
 
 from ipseclab.errors import ConfigError, InvalidKeyShare
 from ipseclab.ike import events, negotiation
-from ipseclab.ike.config import AddressPool, IkeConfig
+from ipseclab.ike.child import ChildSa
+from ipseclab.ike.config import AddressPool, ChildConfig, IkeConfig
 from ipseclab.ike.constants import ExchangeType, HeaderFlag, NotifyType, ProtocolId
 from ipseclab.ike.fragments import DEFAULT_FRAGMENT_SIZE, FragmentLimits
 from ipseclab.ike.ike_auth import read_sa_init_extras, sa_init_extras
@@ -69,6 +71,9 @@ class IkeEngine:
     that the other events stay as they were).
     ``fragment_size``: the largest IP datagram an IKE fragment may fill (strongSwan's
     ``charon.fragment_size``, RFC 7383); ``fragment_limits`` bound what reassembly keeps.
+    ``make_before_break``: reauthentication (``reauth_time``) sets up the new IKE SA and
+    its child SAs before it deletes the old one; False deletes first (strongSwan's
+    ``charon.make_before_break``; see :mod:`ipseclab.ike.reauth`).
     """
 
     def __init__(self, configs: IkeConfig | Iterable[IkeConfig], local_addr: str | None = None,
@@ -78,7 +83,8 @@ class IkeEngine:
                  wall_clock: Callable[[float], float] | None = None,
                  invalid_spi_interval: float | None = 1.0, report_keys: bool = False,
                  fragment_size: int = DEFAULT_FRAGMENT_SIZE,
-                 fragment_limits: FragmentLimits | None = None) -> None:
+                 fragment_limits: FragmentLimits | None = None,
+                 make_before_break: bool = True) -> None:
         configs = [configs] if isinstance(configs, IkeConfig) else list(configs)
         for config in configs:
             config.check()
@@ -94,6 +100,7 @@ class IkeEngine:
         self.report_keys = report_keys
         self.fragment_size = fragment_size
         self.fragment_limits = fragment_limits or FragmentLimits()
+        self.make_before_break = make_before_break
         self._invalid_spi_sent: dict[str, float] = {}
         self._leases: dict[str, dict[str, IkeSa]] = {}  # pool name -> address -> IKE SA
         self._sas: dict[bytes, IkeSa] = {}
@@ -138,7 +145,10 @@ class IkeEngine:
         one (a peer identity that had one before gets the lowest free address, as the
         others do). None when the pool is exhausted."""
         used = self._leases.setdefault(pool.name, {})
-        if wanted is not None and wanted in pool and wanted not in used:
+        owner = used.get(wanted) if wanted is not None else None
+        if wanted is not None and wanted in pool and (owner is None or _same_peer(owner, sa)):
+            # The same peer asking again for the address it holds (a reauthentication,
+            # make-before-break) gets it: the newer IKE SA holds the lease from now on.
             used[wanted] = sa
             return wanted
         for address in pool.addresses():
@@ -162,6 +172,35 @@ class IkeEngine:
     def new_reqid(self) -> int:
         self._reqid += 1
         return self._reqid
+
+    def _duplicate_child(self, sa: IkeSa, config: ChildConfig, local_ts: list,
+                         remote_ts: list) -> ChildSa | None:
+        """A live child SA of another IKE SA with the same peer and the same config and
+        selectors (what a reauthentication recreates, §2.8.3): the new one takes its reqid."""
+        for other in self._sas.values():
+            if other is sa or not _same_peer(other, sa):
+                continue
+            for child in other.children:
+                if (child.config.name == config.name and child.replaced_by is None
+                        and child.local_ts == local_ts and child.remote_ts == remote_ts):
+                    return child
+        return None
+
+    def _reqid_lives_on(self, reqid: int) -> bool:
+        return any(c.reqid == reqid for sa in self._sas.values() for c in sa.children)
+
+    def _release_waiting(self, gone: list[ChildSa], now: float) -> None:
+        """Child SAs that waited for one of ``gone`` to go may send now."""
+        ids = {id(child) for child in gone}
+        for sa in self._sas.values():
+            for child in sa.children:
+                if child.waits_for is not None and id(child.waits_for) in ids:
+                    child.waits_for = child.wait_ends = None
+                    if not child.outbound_ready and child.state == "installed":
+                        child.outbound_ready = True
+                        sa._event(events.ChildSaOutboundReady, now, child=child.config.name,
+                                  reqid=child.reqid, spi_in=child.spi_in,
+                                  spi_out=child.spi_out, outbound=child.outbound)
 
     # -- the driver API -------------------------------------------------------------------
 
@@ -194,11 +233,17 @@ class IkeEngine:
             raise ConfigError(f"connection {connection}: initiating needs concrete local and"
                               " remote addresses")
         child_config = config.child(child) if config.children else None
-        sa = IkeSa(self, initiator=True, local=(local, config.local_port),
-                   remote=(remote, config.remote_port), spi_i=self._new_ike_spi(),
-                   config=config)
+        return self._start_ike_sa(config, (local, config.local_port),
+                                  (remote, config.remote_port), child_config, now)
+
+    def _start_ike_sa(self, config: IkeConfig, local: Address, remote: Address,
+                      child: ChildConfig | None, now: float, *,
+                      reauthenticates: IkeSa | None = None) -> IkeSa:
+        sa = IkeSa(self, initiator=True, local=local, remote=remote,
+                   spi_i=self._new_ike_spi(), config=config)
+        sa._reauth_of = reauthenticates
         self._sas[sa.spi_i] = sa
-        sa.start(child_config, now)
+        sa.start(child, now)
         return sa
 
     @property
@@ -251,6 +296,13 @@ class IkeEngine:
         """Rekey the IKE SA ``name`` now (§1.3.2, §2.18), as its timer would."""
         sa = self.find_ike_sa(name)
         return sa is not None and sa.rekey(now)
+
+    def reauthenticate_ike_sa(self, name: str, now: float) -> bool:
+        """Replace the IKE SA ``name`` (or the newest of connection ``name``) by a new one
+        from scratch now (§2.8.3), as its ``reauth_time`` would; the outcome comes as events
+        (:mod:`ipseclab.ike.reauth`)."""
+        sa = self._established_sa(name)
+        return sa is not None and sa.reauthenticate(now)
 
     def delete_child_sa(self, reqid: int, now: float) -> bool:
         return any(sa.delete_child(reqid, now) for sa in list(self._sas.values()))
@@ -445,3 +497,9 @@ class IkeEngine:
         for key, value in list(self._half_open.items()):
             if value is sa:
                 del self._half_open[key]
+
+
+def _same_peer(owner: IkeSa, sa: IkeSa) -> bool:
+    """Another established IKE SA of the same connection, peer identity and peer address."""
+    return (owner is not sa and owner.state is State.ESTABLISHED and owner.config is sa.config
+            and owner.remote_id == sa.remote_id and owner.remote[0] == sa.remote[0])

@@ -105,6 +105,7 @@ class IkeSaEstablished(Event):
     virtual_ips: list[str] = field(default_factory=list)  # ours, assigned by the peer (CP)
     remote_virtual_ips: list[str] = field(default_factory=list)  # what we gave the peer
     dns_servers: list[str] = field(default_factory=list)  # INTERNAL_IP4/6_DNS we received
+    reauthenticates: str = ""  # the IKE SA this one replaces from scratch (§2.8.3), if any
 
     def keylog_entry(self):  # -> ipseclab.keylog.IkeSaEntry
         """This SA as one line of Wireshark's ``ikev2_decryption_table``."""

@@ -264,7 +264,8 @@ class IkeAuthExchange:
             return
         self.local_id = describe_id(idi)
         inner: list[Payload] = [idi, *self._cert_payloads()]
-        if config.send_initial_contact:
+        if config.send_initial_contact and self._reauth_of is None:
+            # Not when reauthenticating: the old SAs must live until we delete them (§2.4).
             inner.append(Notify(NotifyType.INITIAL_CONTACT))
         inner += self._certreq_payloads(config)
         if config.remote_id and config.remote_id != "%any":
@@ -272,8 +273,10 @@ class IkeAuthExchange:
                 inner.append(negotiation.identification(config.remote_id, self.remote[0], IDr))
         inner.append(auth)
         if config.vips:
-            inner.append(Configuration(CfgType.CFG_REQUEST, [_vip_request(v)
-                                                              for v in config.vips]))
+            # A reauthentication asks for the addresses it has, to keep them.
+            old = self._reauth_of
+            wishes = old.virtual_ips if old is not None and old.virtual_ips else config.vips
+            inner.append(Configuration(CfgType.CFG_REQUEST, [_vip_request(v) for v in wishes]))
         inner += self._child_offer()
         self.state = State.AUTH_SENT
         self.request(ExchangeType.IKE_AUTH, inner, now, None)
@@ -318,8 +321,11 @@ class IkeAuthExchange:
         self.remote_id = describe_id(idr)
         self._read_cp_reply(inner)
         self._established(now)
+        self._read_auth_lifetime(notifies, now)
         if self.child_config is not None:
             self._finish_child_initiator(inner, notifies, now)
+        if self._reauth_of is not None:
+            self._reauth_established(now)
 
     def _read_cp_reply(self: IkeSa, inner: list[Payload]) -> None:
         for cp in (p for p in inner if isinstance(p, Configuration)):
@@ -409,6 +415,7 @@ class IkeAuthExchange:
         else:
             child_reply, child_result = self._negotiate_child(inner, notifies)
         reply += child_reply
+        reply += self._auth_lifetime_notify()
         self._respond(message, reply)
         self._established(now)
         if child_result is not None:

@@ -22,8 +22,9 @@ CREATE_CHILD_SA share. The states are :class:`ipseclab.ike.sa_common.State`.
                ESTABLISHED --CREATE_CHILD_SA--> ESTABLISHED (new child SA, child SA rekey)
                ESTABLISHED --CREATE_CHILD_SA(SA of IKE)--> a new IKE SA; the old is deleted
 
-Timers (``rekey_time`` minus up to 10% of it, strongSwan-style, and the hard ``life_time``)
-start rekeys and deletes by themselves.
+Timers (``rekey_time`` and ``reauth_time`` minus up to 10% of them, strongSwan-style, and the
+hard ``life_time``) start rekeys, reauthentications (:mod:`.reauth`: a new IKE SA from
+scratch) and deletes by themselves.
 
 Reliability (§2.1): only the requester retransmits; a request is resent after 1, 2, 4, 8 and
 16 seconds (``retransmit_base``, doubling) and the SA is given up after the last timeout. A
@@ -48,7 +49,7 @@ from ipseclab.crypto.proposals import Proposal
 from ipseclab.errors import AuthenticationFailed as IcvFailed
 from ipseclab.errors import ConfigError, InvalidKeyShare, IpsecLabError
 from ipseclab.ike import events, negotiation
-from ipseclab.ike.child import ChildRequest, ChildSa, build_child_sas
+from ipseclab.ike.child import DUPLICATE_WAIT, ChildRequest, ChildSa, build_child_sas
 from ipseclab.ike.config import ChildConfig, IkeConfig
 from ipseclab.ike.constants import ExchangeType, HeaderFlag, NotifyType, ProtocolId
 from ipseclab.ike.create_child import CreateChildExchange, IkeRekeyRequest
@@ -68,6 +69,7 @@ from ipseclab.ike.payloads import (
     TSi,
     TSr,
 )
+from ipseclab.ike.reauth import Reauthentication
 from ipseclab.ike.sa_common import State
 from ipseclab.ike.sa_common import find_payload as _find
 from ipseclab.ike.sa_common import notify_name as _notify_name
@@ -115,11 +117,12 @@ class _Pending:
     more: tuple[bytes, ...] = ()  # fragments 2..n when ``data`` is fragment 1 (RFC 7383)
 
 
-class IkeSa(IkeAuthExchange, CreateChildExchange, InformationalExchange):
+class IkeSa(IkeAuthExchange, CreateChildExchange, InformationalExchange, Reauthentication):
     """One IKE SA, either side. Built by :class:`ipseclab.ike.engine.IkeEngine`.
 
     The handlers of IKE_AUTH, CREATE_CHILD_SA and INFORMATIONAL live in their mixins
-    (:mod:`.ike_auth`, :mod:`.create_child`, :mod:`.informational`); the rest is here."""
+    (:mod:`.ike_auth`, :mod:`.create_child`, :mod:`.informational`), reauthentication in
+    :mod:`.reauth`; the rest is here."""
 
     def __init__(self, engine: IkeEngine, *, initiator: bool, local: Address, remote: Address,
                  spi_i: bytes, spi_r: bytes = bytes(8), config: IkeConfig | None = None,
@@ -170,6 +173,10 @@ class IkeSa(IkeAuthExchange, CreateChildExchange, InformationalExchange):
         self.local_id = ""
         self.rekey_at: float | None = None  # when we rekey this IKE SA
         self.life_ends: float | None = None  # when we delete it if it was not rekeyed
+        self.reauth_at: float | None = None  # when we reauthenticate it (§2.8.3)
+        self._reauth_of: IkeSa | None = None  # the IKE SA this one reauthenticates
+        self._reauth_by: IkeSa | None = None  # the IKE SA reauthenticating this one
+        self._reauth_children: list[ChildConfig] = []  # to create once established
         self._child_requests: list[ChildRequest] = []  # ours, sent or queued
         self._ike_rekey: IkeRekeyRequest | None = None
         self._successor: IkeSa | None = None  # made by the peer's rekey of this IKE SA
@@ -267,12 +274,15 @@ class IkeSa(IkeAuthExchange, CreateChildExchange, InformationalExchange):
         if dpd and self.state is State.ESTABLISHED and self._pending is None:
             times.append(self.last_heard + dpd)
         if self.state is State.ESTABLISHED:
-            times += [t for t in (self.rekey_at, self.life_ends) if t is not None]
+            times += [t for t in (self.rekey_at, self.life_ends, self.reauth_at)
+                      if t is not None]
             for child in self.children:
                 if child.rekey_at is not None and self._may_rekey(child):
                     times.append(child.rekey_at)
                 if child.expire_at is not None:
                     times.append(child.expire_at)
+                if child.wait_ends is not None:
+                    times.append(child.wait_ends)
         return min(times) if times else None
 
     def _may_rekey(self, child: ChildSa) -> bool:
@@ -302,10 +312,18 @@ class IkeSa(IkeAuthExchange, CreateChildExchange, InformationalExchange):
             self.life_ends = None
             self.delete(now)  # §2.8: an IKE SA past its lifetime that could not be rekeyed
             return
+        if self.reauth_at is not None and now >= self.reauth_at:
+            self.reauth_at = None
+            self.reauthenticate(now)
+            if self.state is not State.ESTABLISHED:
+                return  # break-before-make: this one is being deleted
         if self.rekey_at is not None and now >= self.rekey_at:
             self.rekey_at = None
-            self.rekey(now)
+            if self._reauth_by is None:  # a reauthentication under way replaces it anyway
+                self.rekey(now)
         for child in list(self.children):
+            if child.wait_ends is not None and now >= child.wait_ends:
+                self.engine._release_waiting([child.waits_for], now)
             if child.expire_at is not None and now >= child.expire_at:
                 child.expire_at = None
                 if child.spi_in not in self._deleting:
@@ -332,12 +350,18 @@ class IkeSa(IkeAuthExchange, CreateChildExchange, InformationalExchange):
         self._ike_rekey = None
         self.expires = None
         if was_established:
-            for child in self.children:
+            gone = list(self.children)
+            self.children.clear()
+            for child in gone:
+                # A child SA whose reqid lives on in another IKE SA was replaced (a
+                # reauthentication): reported as rekeyed, its inbound SA may linger.
                 self._event(events.ChildSaDeleted, now, child=child.config.name,
                             reqid=child.reqid, spi_in=child.spi_in, spi_out=child.spi_out,
-                            by_peer=by_peer)
-            self.children.clear()
+                            by_peer=by_peer, rekeyed=self.engine._reqid_lives_on(child.reqid))
+            self.engine._release_waiting(gone, now)
         rekeyed = self._replaced()
+        if self._reauth_of is not None:
+            self._reauth_failed(now)
         self.engine._release_leases(self)  # §2.19: the virtual IP goes back to its pool
         if notify_event:
             self._event(events.IkeSaDeleted, now, reason=self._delete_reason or reason,
@@ -680,9 +704,17 @@ class IkeSa(IkeAuthExchange, CreateChildExchange, InformationalExchange):
         initiator-to-responder keys, whichever side began the IKE SA. A rekey keeps the
         old ``reqid``, so the SPD's templates find the new SAs.
         """
-        child = ChildSa(config, reqid if reqid is not None else self.engine.new_reqid(),
-                        spi_in, spi_out, proposal, mode, local_ts, remote_ts,
+        duplicate = None
+        if reqid is None:
+            duplicate = self.engine._duplicate_child(self, config, local_ts, remote_ts)
+            reqid = duplicate.reqid if duplicate is not None else self.engine.new_reqid()
+        child = ChildSa(config, reqid, spi_in, spi_out, proposal, mode, local_ts, remote_ts,
                         initiated=initiated, nonces=(ni, nr))
+        if duplicate is not None and not initiated:
+            # The peer installs its inbound SA when our response arrives: send on the old
+            # pair until it goes, as a rekey responder does (§2.8).
+            child.outbound_ready, child.waits_for = False, duplicate
+            child.wait_ends = now + DUPLICATE_WAIT
         try:
             build_child_sas(child, initiator=initiated, prf=self.suite.prf,  # type: ignore
                             sk_d=self.sk_d, ni=ni, nr=nr, local=self.local,
@@ -722,10 +754,20 @@ class IkeSa(IkeAuthExchange, CreateChildExchange, InformationalExchange):
             span = config.rekey_time / 10
             self.rekey_at = now + config.rekey_time - negotiation.jitter(self.engine.rng, span)
         self.life_ends = now + config.life_time if config.life_time else None
+        if old is not None:
+            self.reauth_at = old.reauth_at  # a rekey does not postpone reauthentication
+        elif config.reauth_time:
+            span = config.reauth_time / 10
+            self.reauth_at = now + config.reauth_time - negotiation.jitter(self.engine.rng,
+                                                                           span)
+        if self.reauth_at is not None and self.life_ends is not None:
+            self.life_ends = min(self.life_ends, self.reauth_at + config.effective_over_time)
         keys = self.keys
         suite = self.suite
         assert keys is not None and suite is not None
         extra = {"old_ike_sa": old.name} if old is not None else {}
+        if self._reauth_of is not None:
+            extra["reauthenticates"] = self._reauth_of.name
         self._event(events.IkeSaRekeyed if old is not None else events.IkeSaEstablished, now,
                     connection=config.name,
                     initiator=self.initiator, spi_i=self.spi_i, spi_r=self.spi_r,
