@@ -81,3 +81,23 @@ def test_check_reports_each_bad_file_in_one_line(tmp_path, capsys) -> None:
     assert "bad.xfrm:1" in errors[1]
     assert "missing.conf: cannot read" in errors[2]
     assert "warning:" in captured.out and "'gw2.example' is taken as a host name" in captured.out
+
+
+def test_ctl_texts_for_reauthentication() -> None:
+    """``ctl reauth`` and ``list-conns`` as an operator reads them (the gateway side is in
+    tests/test_ike_gateway.py)."""
+    from ipseclab.drivers.cli_gateway import format_action, format_conns
+
+    assert format_action("reauth", {"reauthenticating": ["s2s"]}) == "reauthenticating s2s"
+    assert format_action("rekey", {"rekeyed": []}) == "nothing to rekey"
+    conn = {"name": "s2s", "rekey_time": 0.0, "reauth_time": 3600.0, "dpd_delay": 0,
+            "local_addrs": ["192.0.2.1"], "remote_addrs": ["192.0.2.2"], "proposals": "default",
+            "local_auth": "psk", "local_id": "", "remote_auth": "psk", "remote_id": "%any",
+            "children": []}
+    assert format_conns([conn]).splitlines()[0] == (
+        "s2s: IKEv2, reauthentication every 3600s, no rekeying")
+
+
+def test_ctl_reauth_needs_a_name(capsys) -> None:
+    assert main(["ctl", "--socket", "/nonexistent.sock", "reauth"]) == 1
+    assert "reauth needs a name: ipseclab ctl reauth IKE|CONN" in capsys.readouterr().err

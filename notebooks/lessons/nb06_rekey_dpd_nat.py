@@ -15,6 +15,8 @@ CELLS = [
     * watch a child SA being replaced by a new one while traffic flows, and read the new
       SPIs and the sequence numbers starting over in a capture (RFC 7296 §1.3.3, §2.8);
     * tell a child SA rekey from an IKE SA rekey in the capture (§1.3.2);
+    * tell rekeying from reauthentication, and show what only the second one notices
+      (§2.8.3);
     * explain how dead peer detection works, and time it (§2.4);
     * show how IKE finds a NAT with the NAT_DETECTION notifies and why ESP then travels in
       UDP port 4500 (§2.23, RFC 3948).
@@ -267,6 +269,133 @@ CELLS = [
     print("correct: each SA counts from 1 again")
     """),
     md("""
+    ## Rekeying is not reauthentication (RFC 7296 §2.8.3)
+
+    A rekey makes new keys from the old IKE SA's SK_d and a fresh Diffie-Hellman exchange;
+    nobody proves who they are again. A peer whose certificate was revoked, or whose PSK was
+    changed, stays connected for as long as rekeys succeed. **Reauthentication** runs
+    IKE_SA_INIT and IKE_AUTH again from scratch, recreates the child SAs over the new IKE SA
+    and deletes the old one (swanctl's `reauth_time`; ipseclab sets up the new one before it
+    deletes the old one, *make before break*).
+
+    This part needs no root: two IKE engines talk in memory (sans-IO: datagrams in,
+    datagrams and events out), with the same kind of configuration as above and a second
+    child SA `web`. The helper `exchange()` carries the messages back and forth and lists
+    them; IKE headers are never encrypted, so exchange type and direction are plain.
+    """),
+    code("""
+    from ipseclab.ike import events
+    from ipseclab.ike.config import ChildConfig, IkeConfig
+    from ipseclab.ike.engine import IkeEngine
+    from ipseclab.ike.message import parse_message
+
+    GW1, GW2 = "192.0.2.1", "192.0.2.2"
+
+
+    def site(me, peer, lans, psk):
+        children = [ChildConfig(name, local_ts=[mine], remote_ts=[theirs],
+                                esp_proposals="aes128gcm16")
+                    for name, (mine, theirs) in zip(("net", "web"), lans, strict=True)]
+        return IkeConfig("s2s", local_addrs=[me], remote_addrs=[peer], local_id=me,
+                         remote_id=peer, proposals="aes128gcm16-prfsha256-x25519", psk=psk,
+                         children=children)
+
+
+    psk = b"a lab secret for lesson 06"
+    gw1 = IkeEngine(site(GW1, GW2, [("10.1.0.0/24", "10.2.0.0/24"),
+                                    ("10.1.0.0/24", "10.2.80.0/24")], psk))
+    gw2 = IkeEngine(site(GW2, GW1, [("10.2.0.0/24", "10.1.0.0/24"),
+                                    ("10.2.80.0/24", "10.1.0.0/24")], psk))
+    names = {GW1: "gw1", GW2: "gw2"}
+
+
+    def exchange(now, show=True):
+        \"\"\"Deliver datagrams until both engines are quiet; list the IKE messages.\"\"\"
+        messages = []
+        while True:
+            out = [(gw2, d) for d in gw1.datagrams_to_send()]
+            out += [(gw1, d) for d in gw2.datagrams_to_send()]
+            if not out:
+                return messages
+            for receiver, (data, src, dst) in out:
+                m = parse_message(data)
+                messages.append(m.exchange_type.name)
+                if show:
+                    print(f"  {names[src[0]]} -> {names[dst[0]]}  {m.exchange_type.name:16}"
+                          f" {'response' if m.is_response else 'request'}")
+                receiver.receive_datagram(data, src, dst, now)
+
+
+    def state(engine):
+        [ike] = engine.ike_sas
+        return ike.name[:8], {c.config.name: (c.reqid, f"{c.spi_in:08x}") for c in ike.children}
+
+
+    gw1.initiate("s2s", 0.0)
+    exchange(0.0, show=False)
+    gw1.create_child("s2s", "web", 1.0)
+    exchange(1.0, show=False)
+    print("established: IKE SA", *state(gw1))
+    print("IKE SA rekey:")
+    gw1.rekey_ike_sa(gw1.ike_sas[0].name, 10.0)
+    exchange(10.0)
+    print("after the rekey:", *state(gw1))
+    print("reauthentication:")
+    gw1.reauthenticate_ike_sa("s2s", 20.0)
+    reauth_messages = exchange(20.0)
+    print("after the reauthentication:", *state(gw1))
+    """),
+    md("""
+    Read the three lines of state (IKE SA, then per child SA its reqid and inbound SPI):
+
+    * the **IKE SA rekey** is one CREATE_CHILD_SA exchange and a Delete of the old IKE SA;
+      the child SAs move to the new IKE SA unchanged, same SPIs (§1.3.2, §2.18);
+    * the **reauthentication** is a whole new start: IKE_SA_INIT, IKE_AUTH (with the first
+      child SA), CREATE_CHILD_SA for the second one, and only then the Delete of the old IKE
+      SA, which takes the old child SAs with it (§1.4.1). New IKE SPIs, new child SPIs, new
+      keys from a new SKEYSEED; the reqids stay, so the SPD's entries stay as they are, and
+      the new IKE_AUTH carries no INITIAL_CONTACT (the peer must keep the old SAs until the
+      Delete, §2.4).
+
+    Now the case reauthentication exists for: gw2 changes the PSK (say, an employee left).
+    gw1 still has the old one.
+    """),
+    code("""
+    gw2.configs["s2s"].psk = b"a new secret gw1 does not know"
+    print("IKE SA rekey:")
+    gw1.rekey_ike_sa(gw1.ike_sas[0].name, 30.0)
+    exchange(30.0)
+    print("after the rekey:", *state(gw1), "<- still up: a rekey proves nothing")
+    print("reauthentication:")
+    gw1.reauthenticate_ike_sa("s2s", 40.0)
+    exchange(40.0)
+    failed = [e for e in iter(gw1.next_event, None) if isinstance(e, events.AuthenticationFailed)]
+    print("gw1:", failed[-1].reason)
+    print("gw1 keeps the old IKE SA for now:", *state(gw1))
+    print("... until its over_time ends it, at", gw1.ike_sas[0].life_ends, "s")
+    assert failed and len(gw1.ike_sas) == 1
+    """),
+    md("""
+    The rekey went through: it never looks at the PSK. The reauthentication failed in
+    IKE_AUTH (gw2 answered AUTHENTICATION_FAILED), so gw1 keeps the IKE SA it has, tries
+    again a little later, and the IKE SA dies at the latest `over_time` after its rekey or
+    reauthentication was due (strongSwan's rule, here 10% of the 4 h `rekey_time`).
+
+    ## Your turn 3: counting a reauthentication
+
+    How many IKE messages (requests and responses) did the successful reauthentication
+    above take, for an IKE SA with two child SAs? And how many would it take with three?
+    """),
+    code("""
+    my_two_children, my_three_children = 8, 10  # your answers
+    """),
+    code("""
+    assert my_two_children == len(reauth_messages), f"count again: {reauth_messages}"
+    assert my_three_children == len(reauth_messages) + 2
+    print("correct: IKE_SA_INIT and IKE_AUTH (the first child SA), one CREATE_CHILD_SA per"
+          " further child SA, one INFORMATIONAL for the Delete: two messages each")
+    """),
+    md("""
     ## NAT traversal (RFC 7296 §2.23, RFC 3948)
 
     A road warrior `rw` (10.9.0.10) sits behind a NAT router that rewrites its address to
@@ -387,6 +516,9 @@ CELLS = [
       selectors (§1.3.2); its children move to the new IKE SA.
     * DPD is an empty INFORMATIONAL request (§2.4); a peer that answers no retransmission
       is declared dead and its SAs are removed (`dpd_action`).
+    * Reauthentication (§2.8.3, `reauth_time`) is IKE_SA_INIT and IKE_AUTH again, the child
+      SAs made anew, and the old IKE SA deleted: the only way to find out that a peer's
+      credentials no longer hold, which a rekey never checks.
     * NAT_DETECTION_SOURCE_IP/DESTINATION_IP hash the addresses and ports each side sees
       (§2.23); a mismatch moves IKE and ESP to UDP 4500 (RFC 3948), which a NAT can
       rewrite like any UDP flow.
