@@ -373,3 +373,36 @@ def test_strongswan_reauthenticates_us_as_our_auth_lifetime_asks(tmp_path: Path)
         with pytest.raises(Exception, match="no established IKE SA or connection named 'x'"):
             ctl(lab, "gw1", "reauth", target="x")
         assert "Traceback" not in log
+
+
+def test_volume_limits_rekey_and_tfc_padding_between_two_ipseclab_gateways(
+        tmp_path: Path) -> None:
+    """rekey_packets = 40 on gw1: each child SA is rekeyed after at most 40 packets in one
+    direction (RFC 4301 §4.4.2.1), with no ping lost; tfc_padding = 1000 pads every ESP
+    packet gw1 sends to at least 1000 octets of payload (RFC 4303 §2.7), gw2's are not."""
+    from ipseclab.capture.pcap import ip_payload, read_capture
+
+    paths = []
+    for side, extra in ((1, "start_action = start\n        rekey_packets = 40\n"
+                            "        tfc_padding = 1000"), (2, "")):
+        path = tmp_path / f"gw{side}.swanctl.conf"
+        path.write_text(conf(side, child_extra=extra))
+        paths.append(path)
+    gateways = {f"gw{i}": GatewaySpec("ipseclab", (p,), {}) for i, p in enumerate(paths, 1)}
+    with Lab("site-to-site", tmp_path / "lab", gateways) as lab:
+        up = wait_until(lambda: len(ctl(lab, "gw1", "list-sas")) == 2, 10)
+        assert up is not None, (lab.workdir / "gw1" / "gateway.log").read_text()
+        with lab.capture("wan") as pcap:
+            sent, received = ping_replies(lab, "h1", "h2", 100, 0.05)
+        log = (lab.workdir / "gw1" / "gateway.log").read_text()
+        assert (sent, received) == (100, 100), log
+        assert log.count("soft volume limit reached: rekeying") >= 2, log
+        assert log.count("rekeyed (replaces") >= 2, log
+        sizes: dict[str, list[int]] = {"192.0.2.1": [], "192.0.2.2": []}
+        for frame in read_capture(pcap):
+            packet = ip_payload(frame.linktype, frame.data)
+            if packet and packet[0] >> 4 == 4 and packet[9] == 50:
+                sizes[".".join(str(b) for b in packet[12:16])].append(len(packet))
+        assert len(sizes["192.0.2.1"]) >= 100 and len(sizes["192.0.2.2"]) >= 100
+        assert min(sizes["192.0.2.1"]) >= 20 + 8 + 8 + 1000 + 16, sorted(sizes["192.0.2.1"])[:5]
+        assert max(sizes["192.0.2.2"]) < 200  # 84-octet pings, unpadded

@@ -585,3 +585,51 @@ def test_fuzzed_create_child_sa_never_raises(inner: list, as_response: bool, use
     assert sa_i.state is State.ESTABLISHED or pair.gi.of(events.IkeSaDeleted)
     pair.run(2.0)  # whatever happened, the engines stay consistent
     assert not pair.i.internal_errors and not pair.r.internal_errors
+
+
+# -- volume limits: rekey_bytes/rekey_packets, life_* (RFC 4301 §4.4.2.1) -------------------
+
+
+def test_volume_limits_reach_the_child_sas_and_rekey_or_delete_them() -> None:
+    ci, cr = configs(rekey_packets=100, life_packets=110, rekey_bytes=1 << 20,
+                     tfc_padding=300)
+    pair = Pair(ci, cr)
+    pair.establish()
+    [child] = pair.ike("i").children
+    for sa in (child.inbound, child.outbound):
+        life = sa.lifetime
+        # the soft limits less a random part of up to the difference to the hard ones
+        assert 90 <= life.soft_packets <= 100 and life.hard_packets == 110
+        assert (1 << 20) * 0.9 <= life.soft_bytes <= 1 << 20
+        assert life.hard_bytes == (1 << 20) + (1 << 20) // 10  # strongSwan's default life
+    assert child.outbound.tfc_padding == 300 and child.inbound.tfc_padding == 0
+    reqid = child.reqid
+    # the data plane says the outbound SA reached its soft limit: the pair is rekeyed
+    assert pair.i.child_sa_expiring(child.spi_out, False, False, 5.0)
+    pair.run_with_traffic(5.0, reqid)
+    [rekeyed] = pair.gi.of(events.ChildSaRekeyed)
+    assert rekeyed.rekeys == (child.spi_in, child.spi_out)
+    # the old pair's SAs still count packets for a moment: no second rekey from them
+    assert not pair.i.child_sa_expiring(child.spi_in, True, False, 5.5)
+    [new] = pair.ike("i").children
+    assert not pair.i.child_sa_expiring(new.spi_in, False, False, 5.5)  # wrong direction
+    # the new pair's hard limit: it is deleted (§1.4.1)
+    assert pair.i.child_sa_expiring(new.spi_in, True, True, 6.0)
+    assert not pair.i.child_sa_expiring(new.spi_in, True, True, 6.0)  # once
+    pair.run(6.0)
+    assert not pair.ike("i").children and not pair.ike("r").children
+    assert pair.gr.of(events.ChildSaDeleted)[-1].spi_out == new.spi_in
+
+
+def test_tfc_padding_mtu_pads_to_the_engines_mtu() -> None:
+    ci, cr = configs(tfc_padding="mtu")
+    pair = Pair(ci, cr)
+    pair.i = IkeEngine(ci, rng=random.Random(3).randbytes, mtu=1280)
+    pair.gi.engine = pair.i
+    pair.establish()
+    [child] = pair.ike("i").children
+    assert child.outbound.tfc_padding == 1280
+    wire = pair.gi.send(ping("10.1.0.5", "10.2.0.7"), child.reqid)
+    assert len(wire) >= 20 + 8 + 8 + 1280 + 16  # outer IP, ESP header, IV, padded, ICV
+    result = pair.gr.dp.inbound(wire)
+    assert result.status is Status.OK and result.inner == ping("10.1.0.5", "10.2.0.7")

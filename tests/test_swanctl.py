@@ -383,3 +383,30 @@ def test_settings_read_but_not_acted_on_are_warned_about(tmp_path):
                              "          unique = no\n          keyingtries = 1")
     assert not [w for w in load_swanctl(write(tmp_path, "q.conf", quiet)).warnings
                 if "not honoured" in w]
+
+
+def test_volume_limits_and_tfc_padding_are_read(tmp_path):
+    """rekey_bytes and kin take swanctl's k/m/g suffixes (times 1024) and strongSwan's
+    defaults (life 10% above rekey); tfc_padding a number of bytes or mtu."""
+    child = ("start_action = trap\n                rekey_bytes = 512k\n"
+             "                rekey_packets = 1000\n                life_packets = 1500\n"
+             "                tfc_padding = mtu")
+    text = PSK_SITE.replace("start_action = trap", child)
+    loaded = load_swanctl(write(tmp_path, "swanctl.conf", text))
+    assert not [w for w in loaded.warnings if "rekey_bytes" in w or "tfc_padding" in w]
+    config = loaded.connections["gw-gw"].child("net-net")
+    assert (config.rekey_bytes, config.life_bytes) == (512 * 1024, 512 * 1024 * 11 // 10)
+    assert (config.rekey_packets, config.life_packets) == (1000, 1500)
+    assert config.tfc_padding == "mtu"
+    numeric = text.replace("tfc_padding = mtu", "tfc_padding = 1200")
+    numeric_config = load_swanctl(write(tmp_path, "n.conf", numeric)).connections["gw-gw"]
+    assert numeric_config.child("net-net").tfc_padding == 1200
+    for bad, message in (("rekey_bytes = 512x", "not a number"),
+                         ("life_packets = 999", "is below rekey_packets"),
+                         ("tfc_padding = lots", "not a number")):
+        key = bad.split(" = ")[0]
+        broken = text.replace(next(line.strip() for line in child.splitlines()
+                                   if line.strip().startswith(key)), bad)
+        with pytest.raises(ConfigError, match=message) as info:
+            load_swanctl(write(tmp_path, "bad.conf", broken))
+        assert info.value.line is not None

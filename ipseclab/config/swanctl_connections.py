@@ -284,6 +284,21 @@ class ConnectionLoader:
         kw["rekey_time"], kw["life_time"] = rekey, life
         ext.rand_time = (self.time(v["rand_time"], f"{path}.rand_time") if "rand_time" in v
                          else max(life - rekey, 0.0))
+        for unit in ("bytes", "packets"):
+            # strongSwan's defaults: life = rekey + 10 %, rand = life - rekey
+            names = [f"{what}_{unit}" for what in ("rekey", "life", "rand")]
+            rekey, life, rand = (self.as_volume(v[n], f"{path}.{n}") if n in v else None
+                                 for n in names)
+            if life is None:
+                life = (rekey or 0) + (rekey or 0) // 10
+            if rekey and life < rekey:
+                raise self.err(v[names[1]], f"{path}.{names[1]}", f"is below {names[0]}")
+            kw[names[0]], kw[names[1]], kw[names[2]] = rekey or 0, life, rand
+        if "tfc_padding" in v:
+            text = v["tfc_padding"].text.strip().lower()
+            kw["tfc_padding"] = ("mtu" if text == "mtu"
+                                 else self.as_int(v["tfc_padding"], f"{path}.tfc_padding",
+                                                  0, 65535))
         if "replay_window" in v:
             kw["replay_window"] = self.as_int(v["replay_window"], f"{path}.replay_window")
         if "start_action" in v:

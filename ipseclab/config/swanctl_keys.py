@@ -58,11 +58,12 @@ REMOTE_KEYS = {"round", "id", "eap_id", "groups", "cert_policy", "certs", "cacer
 CERT_SECTION_KEYS = {"file", "handle", "slot", "module"}
 CHILD_MAPPED = {"local_ts", "remote_ts", "mode", "esp_proposals", "ah_proposals",
                  "start_action", "dpd_action", "close_action", "rekey_time", "life_time",
-                 "rand_time", "replay_window", "inactivity", "updown", "hostaccess", "policies"}
-CHILD_IGNORED = {"sha256_96", "rekey_bytes", "life_bytes", "rand_bytes", "rekey_packets",
-                  "life_packets", "rand_packets", "policies_fwd_out", "ipcomp", "reqid",
+                 "rand_time", "replay_window", "inactivity", "updown", "hostaccess", "policies",
+                 "rekey_bytes", "life_bytes", "rand_bytes", "rekey_packets", "life_packets",
+                 "rand_packets", "tfc_padding"}
+CHILD_IGNORED = {"sha256_96", "policies_fwd_out", "ipcomp", "reqid",
                   "priority", "interface", "mark_in", "mark_in_sa", "mark_out", "set_mark_in",
-                  "set_mark_out", "if_id_in", "if_id_out", "label", "label_mode", "tfc_padding",
+                  "set_mark_out", "if_id_in", "if_id_out", "label", "label_mode",
                   "hw_offload", "copy_df", "copy_ecn", "copy_dscp"}
 SHARED_KINDS = ("eap", "xauth", "ntlm", "ike", "ppk")
 KEY_KINDS = {"private": "private", "rsa": "rsa", "ecdsa": "ecdsa", "pkcs8": "pkcs8",
@@ -141,6 +142,16 @@ class ValueReader:
         if not low <= number <= high:
             raise self.err(v, key, f"must be between {low} and {high}")
         return number
+
+    def as_volume(self, v: Value, key: str) -> int:
+        """A byte or packet count; ``k``, ``m`` and ``g`` multiply by 1024 once, twice,
+        thrice, as swanctl reads ``rekey_bytes`` and its kin."""
+        text = v.text.strip().lower()
+        scale = 1024 ** ("kmg".index(text[-1]) + 1) if text and text[-1] in "kmg" else 1
+        digits = text[:-1] if scale > 1 else text
+        if not digits.isdigit():
+            raise self.err(v, key, "not a number (a k, m or g suffix may follow)")
+        return int(digits) * scale
 
     def as_bool(self, v: Value, key: str) -> bool:
         try:

@@ -403,7 +403,8 @@ def run_gateway(options: GatewayOptions) -> int:
         base, tries = options.ike_retransmit
         extension = IkeGateway.from_swanctl(options.swanctl, retransmit_base=base,
                                             retransmit_tries=tries,
-                                            make_before_break=options.make_before_break)
+                                            make_before_break=options.make_before_break,
+                                            mtu=options.mtu)
     gateway = Gateway(engine, options, extension=extension)
     asyncio.run(gateway.run())
     return 0

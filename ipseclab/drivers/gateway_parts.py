@@ -43,7 +43,9 @@ class GatewayExtension(Protocol):
 
     ``start`` runs once the sockets and the TUN are up, ``close`` before they go;
     ``acquire`` gets each packet a PROTECT policy has no SA for (RFC 4301 §5.1, step 3);
-    ``handle`` answers control commands first and returns NotImplemented for the rest.
+    ``handle`` answers control commands first and returns NotImplemented for the rest;
+    ``sa_lifetime`` hears of each SA that reached a byte or packet limit (soft: rekey it;
+    hard: the data plane has dropped it already).
     """
 
     def start(self, gateway: Gateway) -> None: ...
@@ -53,6 +55,8 @@ class GatewayExtension(Protocol):
     def acquire(self, result: Any, packet: bytes) -> None: ...
 
     def handle(self, request: dict[str, Any]) -> Any: ...
+
+    def sa_lifetime(self, sa: Any, hard: bool) -> None: ...
 
 
 @dataclass

@@ -83,7 +83,8 @@ class GatewaySad:
             self._keylogged.add((sa.spi, str(sa.dst)))
 
     def _lifetime_events(self: Gateway) -> None:
-        """Act on SA lifetimes: log soft limits (a rekey is due), forget hard-expired SAs."""
+        """Act on SA lifetimes: log soft limits (a rekey is due), forget hard-expired SAs;
+        IKE rekeys or deletes the child SA of an SA it made."""
         events, self.engine.events = self.engine.events, []
         for ev in events:
             if ev.hard:
@@ -91,6 +92,8 @@ class GatewaySad:
                 log.warning("%s: hard lifetime reached (%s); SA removed", ev.sa.name, ev.event)
             else:
                 log.info("%s: soft lifetime reached (%s); a rekey is due", ev.sa.name, ev.event)
+            if self.extension is not None:
+                self.extension.sa_lifetime(ev.sa, ev.hard)
 
     async def _lifetime_loop(self: Gateway) -> None:
         """Time limits expire without traffic too: poll the engine at its next deadline."""

@@ -95,7 +95,7 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
                  | None = None, retransmit_base: float = 1.0, retransmit_tries: int = 5,
                  source: str = "", inactivity: dict[tuple[str, str], float] | None = None,
                  keyingtries: dict[str, int] | None = None,
-                 make_before_break: bool = True) -> None:
+                 make_before_break: bool = True, mtu: int = 1400) -> None:
         self.configs = {c.name: c for c in configs}
         self.close_actions = close_actions or {}
         # swanctl's keyingtries: retransmission sequences for a first connect (0: no limit)
@@ -108,7 +108,8 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
         self.source = source
         self.engine = IkeEngine(configs, retransmit_base=retransmit_base,
                                 retransmit_tries=retransmit_tries, wall_clock=monotonic_to_unix,
-                                report_keys=True, make_before_break=make_before_break)
+                                report_keys=True, make_before_break=make_before_break,
+                                mtu=mtu)
         self.gateway: Gateway | None = None
         self.book: PolicyBook | None = None
         self.children: dict[int, ChildState] = {}
@@ -345,6 +346,19 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
                 self.gateway.ratelog("ike-send", "IKE to %s: %s", dst[0], exc.strerror)
             return
         self.counters["ike_out"] += 1
+
+    def sa_lifetime(self, sa: SecurityAssociation, hard: bool) -> None:
+        """A child SA's SA reached rekey_bytes/rekey_packets (soft: rekey the pair) or
+        life_bytes/life_packets (hard: delete it), RFC 4301 §4.4.2.1."""
+        for state in self.children.values():
+            for inbound, outbound, _ in state.pairs.values():
+                if sa is inbound or sa is outbound:
+                    if self.engine.child_sa_expiring(sa.spi, sa is inbound, hard, monotonic()):
+                        log.info("%s{%d}: %s volume limit reached: %s", state.child,
+                                 state.reqid, "hard" if hard else "soft",
+                                 "deleting" if hard else "rekeying")
+                    self._pump()
+                    return
 
     def _pump(self) -> None:
         """Send what the engine wants sent, apply its events, re-arm its timer."""

@@ -29,6 +29,7 @@ from ipseclab.crypto.prf import PrfAlgorithm
 from ipseclab.crypto.proposals import Proposal
 from ipseclab.ike.config import ChildConfig
 from ipseclab.ike.keys import child_keys
+from ipseclab.ipsec.lifetime import Lifetime
 from ipseclab.ipsec.sa import Mode, SecurityAssociation, UdpEncap
 from ipseclab.ipsec.selectors import Selector, TrafficSelector
 
@@ -88,11 +89,13 @@ class ChildRequest:
 
 def build_child_sas(child: ChildSa, *, initiator: bool, prf: PrfAlgorithm, sk_d: bytes,
                     ni: bytes, nr: bytes, local: tuple[str, int], remote: tuple[str, int],
-                    nat: bool, g_ir: bytes | None = None) -> None:
+                    nat: bool, g_ir: bytes | None = None, lifetime: Lifetime | None = None,
+                    tfc_padding: int = 0) -> None:
     """Fill ``child.inbound``/``child.outbound`` from KEYMAT (§2.17).
 
     The initiator's outbound SA takes the first (initiator-to-responder) keys; ``g_ir`` is the
-    new shared secret of a CREATE_CHILD_SA exchange with PFS.
+    new shared secret of a CREATE_CHILD_SA exchange with PFS. ``lifetime`` (byte and packet
+    limits) goes to both SAs, ``tfc_padding`` to the outbound one (RFC 4303 §2.7).
     """
     proposal = child.proposal
     encryption = proposal.encryption[0]
@@ -107,12 +110,12 @@ def build_child_sas(child: ChildSa, *, initiator: bool, prf: PrfAlgorithm, sk_d:
     mode = Mode(child.mode)
     common = dict(protocol="esp", mode=mode, encryption=encryption, integrity=integrity,
                   replay_window=child.config.replay_window, esn=esn, reqid=child.reqid,
-                  selector=selector)
+                  selector=selector, lifetime=lifetime)
     here, there = _address(local[0]), _address(remote[0])
     child.outbound = SecurityAssociation(
         child.spi_out, here, there, encryption_key=out_keys[0],
         integrity_key=out_keys[1], encap=UdpEncap(local[1], remote[1]) if nat else None,
-        **common)
+        tfc_padding=tfc_padding if mode is Mode.TUNNEL else 0, **common)
     child.inbound = SecurityAssociation(
         child.spi_in, there, here, encryption_key=in_keys[0],
         integrity_key=in_keys[1], encap=UdpEncap(remote[1], local[1]) if nat else None,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -27,6 +27,7 @@ from cryptography import x509
 
 from ipseclab.crypto.proposals import Proposal, parse_proposals
 from ipseclab.errors import ConfigError
+from ipseclab.ipsec.lifetime import Lifetime
 from ipseclab.ipsec.pad import IdentityMatcher
 from ipseclab.ipsec.selectors import TrafficSelector
 
@@ -102,6 +103,14 @@ class ChildConfig:
 
     ``local_ts``/``remote_ts`` hold swanctl selector strings (``10.1.0.0/24``,
     ``10.1.0.0/24[tcp/80]``, ``dynamic`` for the IKE address of that side). Times in seconds.
+
+    Volume limits (RFC 4301 §4.4.2.1; 0: none): after ``rekey_bytes``/``rekey_packets`` in
+    either direction the child SA is rekeyed, less a random part of up to ``rand_bytes``/
+    ``rand_packets`` (default: the difference to the life limit) so that both peers do not
+    start at once; at ``life_bytes``/``life_packets`` (default: 10% above the rekey limit)
+    it is deleted. ``tfc_padding`` pads
+    what we send to at least that many bytes (RFC 4303 §2.7); ``"mtu"`` to the engine's
+    ``mtu``, the largest packet the tunnel carries.
     """
 
     name: str
@@ -114,11 +123,45 @@ class ChildConfig:
     replay_window: int = 32
     start_action: str = "none"  # none | trap | start
     dpd_action: str = "clear"
+    rekey_bytes: int = 0
+    life_bytes: int = 0
+    rand_bytes: int | None = None
+    rekey_packets: int = 0
+    life_packets: int = 0
+    rand_packets: int | None = None
+    tfc_padding: int | str = 0
 
     def __post_init__(self) -> None:
         if self.mode not in ("tunnel", "transport"):
             raise ConfigError(f"child {self.name}: mode must be tunnel or transport",
                               token=self.mode)
+        for unit in ("bytes", "packets"):
+            rekey, life = getattr(self, f"rekey_{unit}"), getattr(self, f"life_{unit}")
+            if rekey > 0 and not life:
+                life = rekey + rekey // 10  # strongSwan's default: 10 % more
+                setattr(self, f"life_{unit}", life)
+            if rekey < 0 or life < 0 or (rekey and life and life < rekey):
+                raise ConfigError(f"child {self.name}: life_{unit} {life} is below"
+                                  f" rekey_{unit} {rekey}", token=f"life_{unit}")
+        if self.tfc_padding != "mtu" and not (isinstance(self.tfc_padding, int)
+                                              and self.tfc_padding >= 0):
+            raise ConfigError(f"child {self.name}: tfc_padding takes a number of bytes or mtu",
+                              token=str(self.tfc_padding))
+
+    def volume_lifetime(self, jitter: Callable[[int], int]) -> Lifetime | None:
+        """The byte and packet limits as an SA lifetime (None without any); ``jitter(n)`` is
+        a random number in [0, n) taken off each soft limit."""
+        limits: dict[str, int | None] = {}
+        for unit in ("bytes", "packets"):
+            rekey, life = getattr(self, f"rekey_{unit}"), getattr(self, f"life_{unit}")
+            rand = getattr(self, f"rand_{unit}")
+            if rand is None:
+                rand = life - rekey if rekey and life else 0
+            limits[f"soft_{unit}"] = max(1, rekey - jitter(min(rand, rekey))) if rekey else None
+            limits[f"hard_{unit}"] = life or None
+        if not any(limits.values()):
+            return None
+        return Lifetime(**limits)  # type: ignore[arg-type]
 
     @cached_property
     def proposals(self) -> list[Proposal]:

@@ -74,6 +74,8 @@ class IkeEngine:
     ``make_before_break``: reauthentication (``reauth_time``) sets up the new IKE SA and
     its child SAs before it deletes the old one; False deletes first (strongSwan's
     ``charon.make_before_break``; see :mod:`ipseclab.ike.reauth`).
+    ``mtu``: the largest packet the tunnels carry (a gateway's TUN MTU), what a child's
+    ``tfc_padding = mtu`` pads to.
     """
 
     def __init__(self, configs: IkeConfig | Iterable[IkeConfig], local_addr: str | None = None,
@@ -84,7 +86,7 @@ class IkeEngine:
                  invalid_spi_interval: float | None = 1.0, report_keys: bool = False,
                  fragment_size: int = DEFAULT_FRAGMENT_SIZE,
                  fragment_limits: FragmentLimits | None = None,
-                 make_before_break: bool = True) -> None:
+                 make_before_break: bool = True, mtu: int = 1400) -> None:
         configs = [configs] if isinstance(configs, IkeConfig) else list(configs)
         for config in configs:
             config.check()
@@ -101,6 +103,7 @@ class IkeEngine:
         self.fragment_size = fragment_size
         self.fragment_limits = fragment_limits or FragmentLimits()
         self.make_before_break = make_before_break
+        self.mtu = mtu
         self._invalid_spi_sent: dict[str, float] = {}
         self._leases: dict[str, dict[str, IkeSa]] = {}  # pool name -> address -> IKE SA
         self._sas: dict[bytes, IkeSa] = {}
@@ -116,6 +119,12 @@ class IkeEngine:
 
     def random(self, n: int) -> bytes:
         return self.rng(n) if self.rng is not None else os.urandom(n)
+
+    def random_below(self, n: int) -> int:
+        """A random number in [0, n), from ``rng`` (0 when n <= 0)."""
+        if n <= 0:
+            return 0
+        return int.from_bytes(self.random(8), "big") % n
 
     def new_child_spi(self) -> int:
         used = {c.spi_in for sa in self._sas.values() for c in sa.children}
@@ -303,6 +312,23 @@ class IkeEngine:
         (:mod:`ipseclab.ike.reauth`)."""
         sa = self._established_sa(name)
         return sa is not None and sa.reauthenticate(now)
+
+    def child_sa_expiring(self, spi: int, inbound: bool, hard: bool, now: float) -> bool:
+        """One SA of a child SA pair reached a byte or packet limit (RFC 4301 §4.4.2.1), as
+        the data plane found: soft rekeys the pair (§1.3.3), hard deletes it (§1.4.1).
+        ``spi`` is the SA's SPI, ours for the inbound SA, the peer's for the outbound one.
+        False if no current child SA has it (a rekeyed one that still sees packets)."""
+        for sa in list(self._sas.values()):
+            for child in sa.children:
+                if (child.spi_in if inbound else child.spi_out) != spi:
+                    continue
+                if hard:
+                    if child.spi_in in sa._deleting or sa.state is not State.ESTABLISHED:
+                        return False
+                    sa._request_child_delete([child], now)
+                    return True
+                return sa._may_rekey(child) and sa.create_child(child.config, now, old=child)
+        return False
 
     def delete_child_sa(self, reqid: int, now: float) -> bool:
         return any(sa.delete_child(reqid, now) for sa in list(self._sas.values()))

@@ -716,9 +716,12 @@ class IkeSa(IkeAuthExchange, CreateChildExchange, InformationalExchange, Reauthe
             child.outbound_ready, child.waits_for = False, duplicate
             child.wait_ends = now + DUPLICATE_WAIT
         try:
+            tfc = config.tfc_padding
             build_child_sas(child, initiator=initiated, prf=self.suite.prf,  # type: ignore
                             sk_d=self.sk_d, ni=ni, nr=nr, local=self.local,
-                            remote=self.remote, nat=self.nat_detected, g_ir=g_ir)
+                            remote=self.remote, nat=self.nat_detected, g_ir=g_ir,
+                            lifetime=config.volume_lifetime(self.engine.random_below),
+                            tfc_padding=self.engine.mtu if tfc == "mtu" else int(tfc))
         except (ConfigError, IpsecLabError, ValueError) as error:
             self._event(events.ChildSaFailed, now, child=config.name,
                         notify=NotifyType.NO_PROPOSAL_CHOSEN, reason=str(error))
