@@ -96,6 +96,14 @@ def test_ctl_texts_for_reauthentication() -> None:
             "children": []}
     assert format_conns([conn]).splitlines()[0] == (
         "s2s: IKEv2, reauthentication every 3600s, no rekeying")
+    conn["children"] = [{"name": "net", "mode": "tunnel", "rekey_time": 3600.0,
+                         "rekey_bytes": 1 << 20, "rekey_packets": 0, "tfc_padding": "mtu",
+                         "start_action": "trap", "dpd_action": "clear", "close_action": "none",
+                         "trapped": False, "local_ts": ["10.1.0.0/24"],
+                         "remote_ts": ["10.2.0.0/24"], "esp_proposals": "aes128gcm16"}]
+    assert format_conns([conn]).splitlines()[8] == (
+        "  net: TUNNEL, rekeying every 3600s or 1048576 bytes, TFC padding to mtu,"
+        " start trap, dpd clear, close none")
 
 
 def test_ctl_reauth_needs_a_name(capsys) -> None:

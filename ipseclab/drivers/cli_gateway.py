@@ -288,7 +288,13 @@ def format_conns(conns: list[dict[str, Any]]) -> str:
         lines.append(f"    id: {c['remote_id']}")
         for ch in c["children"]:
             trap = ", trap installed" if ch["trapped"] else ""
-            lines.append(f"  {ch['name']}: TUNNEL, rekeying every {ch['rekey_time']:g}s,"
+            volume = "".join(f" or {ch[key]} {unit}" for key, unit in (
+                ("rekey_bytes", "bytes"), ("rekey_packets", "packets")) if ch.get(key))
+            tfc = (f", TFC padding to {ch['tfc_padding']}"
+                   + ("" if ch["tfc_padding"] == "mtu" else " bytes")
+                   if ch.get("tfc_padding") else "")
+            lines.append(f"  {ch['name']}: TUNNEL, rekeying every {ch['rekey_time']:g}s"
+                         f"{volume}{tfc},"
                          f" start {ch['start_action']}, dpd {ch['dpd_action']},"
                          f" close {ch['close_action']}{trap}"
                          .replace("TUNNEL", ch["mode"].upper()))

@@ -121,7 +121,9 @@ class IkeControl:
             "children": [{
                 "name": ch.name, "mode": ch.mode, "local_ts": ch.local_ts,
                 "remote_ts": ch.remote_ts, "esp_proposals": ch.esp_proposals,
-                "rekey_time": ch.rekey_time, "start_action": ch.start_action,
+                "rekey_time": ch.rekey_time, "rekey_bytes": ch.rekey_bytes,
+                "rekey_packets": ch.rekey_packets, "tfc_padding": ch.tfc_padding,
+                "start_action": ch.start_action,
                 "dpd_action": ch.dpd_action,
                 "close_action": self.close_actions.get((c.name, ch.name), "none"),
                 "trapped": (c.name, ch.name) in self._traps
