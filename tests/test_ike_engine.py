@@ -525,6 +525,45 @@ def test_encap_yes_claims_a_nat_so_both_sides_use_udp(side: str) -> None:
         assert of(ev_i, events.IkeSaEstablished)[0].local[1] == 4500
 
 
+def test_unique_keep_refuses_a_second_address_but_not_a_reauthentication() -> None:
+    """``unique = keep``: moon at .3 is refused while moon at .1 has an IKE SA (even with
+    INITIAL_CONTACT); moon at .1 reauthenticating itself is not (§2.8.3)."""
+    import dataclasses
+
+    ci, cr = configs()
+    cr = dataclasses.replace(cr, unique="keep")
+    r = IkeEngine(cr, rng=random.Random(2).randbytes)
+    first = IkeEngine(ci, rng=random.Random(1).randbytes)
+    second = IkeEngine(dataclasses.replace(ci, local_addrs=["192.0.2.3"]),
+                       rng=random.Random(3).randbytes)
+    peers = {I_ADDR: first, "192.0.2.3": second}
+
+    def run(now: float) -> None:
+        for _ in range(10):
+            out = [(r, d) for e in peers.values() for d in e.datagrams_to_send()]
+            out += [(peers[d[2][0]], d) for d in r.datagrams_to_send()]
+            if not out:
+                return
+            for receiver, (data, src, dst) in out:
+                receiver.receive_datagram(data, src, dst, now)
+
+    first.initiate("site", 0.0)
+    run(0.0)
+    (kept,) = of(drain(r), events.IkeSaEstablished)
+    second.initiate("site", 1.0)
+    run(1.0)
+    (refused,) = of(drain(r), events.AuthenticationFailed)
+    assert "unique = keep" in refused.reason and kept.ike_sa in refused.reason
+    assert of(drain(second), events.AuthenticationFailed)[0].by_peer
+    assert [sa.name for sa in r.ike_sas] == [kept.ike_sa]
+    assert first.reauthenticate_ike_sa("site", 2.0)
+    run(2.0)
+    later = drain(r)
+    (new,) = of(later, events.IkeSaEstablished)
+    assert [e.ike_sa for e in of(later, events.IkeSaDeleted)] == [kept.ike_sa]
+    assert [sa.name for sa in r.ike_sas] == [new.ike_sa]
+
+
 @pytest.mark.parametrize(("unique", "initial_contact", "old_survives", "peer_told"), [
     ("no", True, False, False),  # §2.4: the peer says it has no other SA: drop it silently
     ("no", False, True, False),  # two IKE SAs with the same identity may coexist

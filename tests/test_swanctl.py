@@ -374,10 +374,11 @@ def test_settings_read_but_not_acted_on_are_warned_about(tmp_path):
     loaded = load_swanctl(write(tmp_path, "swanctl.conf", text))
     flagged = {w.split(": ")[1].split(" = ")[0].rsplit(".", 1)[1]
                for w in loaded.warnings if "is not honoured by ipseclab" in w}
-    assert flagged == {"unique", "hostaccess", "policies"}
+    assert flagged == {"hostaccess", "policies"}
     assert loaded.connections["gw-gw"].encap
     config = loaded.connections["gw-gw"]
     assert config.reauth_time == 3600.0  # honoured: see tests/test_ike_reauth.py
+    assert config.unique == "keep"  # honoured: see tests/test_ike_engine.py
     assert config.life_time == 3600.0 + 720.0  # the earlier of 1h and 2h, plus 10% of 2h
     quiet = PSK_SITE.replace("version = 2", "version = 2\n          encap = no\n"
                              "          unique = no\n          keyingtries = 1")

@@ -101,9 +101,7 @@ class ConnectionLoader:
         if "keyingtries" in v:
             ext.keyingtries = self.as_int(v["keyingtries"], f"{path}.keyingtries")
         kw["encap"] = ext.encap
-        kw["unique"] = "no" if ext.unique == "keep" else ext.unique
-        self.not_honoured(v, path, "unique", ext.unique == "keep",
-                          "a new IKE SA is not refused; unique = no is used instead")
+        kw["unique"] = ext.unique
         if "vips" in v:
             kw["vips"] = self.as_list(v["vips"])
             for vip in kw["vips"]:  # type: ignore[attr-defined]

@@ -223,7 +223,7 @@ class IkeConfig:
     pools: list[AddressPool] = field(default_factory=list)
     fragmentation: str = "yes"  # yes | accept | force | no (RFC 7383, as swanctl.conf)
     encap: bool = False  # swanctl's encap: claim a NAT (RFC 7296 §2.23) so ESP goes in UDP
-    unique: str = "no"  # swanctl's unique: no | never | replace (keep is not implemented)
+    unique: str = "no"  # swanctl's unique: no | never | replace | keep
 
     def __post_init__(self) -> None:
         if isinstance(self.psk, str):

@@ -401,6 +401,8 @@ class IkeAuthExchange:
         assert config is not None
         self.remote_id = describe_id(idi)
         self.local_id = describe_id(reply[0])  # type: ignore[arg-type]
+        if config.unique == "keep" and self._refused_by_keep(message, now):
+            return
         notifies = [p for p in inner if isinstance(p, Notify)]
         if (any(n.notify_type == NotifyType.INITIAL_CONTACT for n in notifies)
                 and config.unique != "never"):
@@ -425,6 +427,22 @@ class IkeAuthExchange:
                 self._event(events.ChildSaFailed, now, notify=child_result,
                             reason=f"we answered {_notify_name(child_result)}",
                             **self._child_refusal(inner, only=None, ike_auth=True))
+
+    def _refused_by_keep(self: IkeSa, message: Message, now: float) -> bool:
+        """swanctl's ``unique = keep``: an identity that has an IKE SA from another address
+        gets no second one (AUTHENTICATION_FAILED, as strongSwan answers); from the same
+        address it may be a reauthentication (§2.8.3), which goes ahead."""
+        kept = [o for o in self.engine._older_duplicates(self) if o.remote[0] != self.remote[0]]
+        if not kept:
+            return False
+        self._respond(message, [Notify(NotifyType.AUTHENTICATION_FAILED)])
+        config = self.config
+        assert config is not None
+        self._event(events.AuthenticationFailed, now, connection=config.name,
+                    reason=f"unique = keep: {self.remote_id} already has IKE SA"
+                           f" {kept[0].name} from {kept[0].remote[0]}")
+        self._delete(now, "refused by unique = keep")
+        return True
 
     def _answer_cp(self: IkeSa, inner: list[Payload]) -> tuple[list[Payload], bool]:
         """CP(CFG_REPLY) for a CP(CFG_REQUEST) (§2.19): addresses leased from our pools.
