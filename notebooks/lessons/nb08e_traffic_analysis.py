@@ -224,9 +224,11 @@ CELLS = [
 
     * ESP hides contents, not shape: the endpoints (in transport mode the hosts themselves,
       RFC 4303 §3.1.1) and each packet's length, to within 4 (GCM) or 16 (CBC) bytes.
-    * TFC padding (`tfcpad`, RFC 4303 §2.7) makes every inner packet the same length in
-      tunnel mode; dummy packets (next header 59, §2.6) hide timing. Both cost bandwidth.
+    * TFC padding (`tfcpad` in `ip xfrm`, `tfc_padding = 1024` or `= mtu` in a child of
+      swanctl.conf; RFC 4303 §2.7) makes every inner packet the same length in tunnel mode;
+      dummy packets (next header 59, §2.6) hide timing. Both cost bandwidth.
     * 64-bit block ciphers reach the birthday bound after about 2^32 blocks (32 GiB) under
-      one key (Sweet32): use AES (RFC 8221), and byte lifetimes on SAs.
+      one key (Sweet32): use AES (RFC 8221), and byte lifetimes on SAs (`rekey_bytes` in
+      swanctl.conf: the child SA is rekeyed long before).
     """),
 ]
