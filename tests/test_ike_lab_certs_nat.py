@@ -247,3 +247,39 @@ def test_cookie_flood_keeps_half_open_bounded_and_a_peer_connects(tmp_path: Path
         assert ike["remote"][0] == "203.0.113.2" and ike["children"], ike
         assert "Traceback" not in log_gw
         assert ctl(lab, "gw", "stats")["ike"]["internal_errors"] == 0
+
+
+def test_a_revoked_peer_is_refused_at_reauthentication(tmp_path: Path) -> None:
+    """gw1 and gw2 (ipseclab) with the lab PKI; then the CA revokes sun, gw2's certificate.
+    gw1 loads the CRL (``ctl load-creds``, RFC 5280 §5): its IKE SA keeps working, since
+    nothing checks certificates again until a reauthentication (RFC 7296 §2.8.3), which
+    gw1 then refuses ('was revoked'), keeping the old IKE SA."""
+    import datetime
+
+    from ipseclab.ike.testpki import revoke
+
+    gateways = {gw: GatewaySpec("ipseclab", (CERTS / f"{gw}.swanctl.conf",), {"pki": "lab"})
+                for gw in ("gw1", "gw2")}
+    with Lab("site-to-site", tmp_path / "lab", gateways) as lab:
+        assert ping_replies(lab, "h1", "h2", 3, 0.3) >= 2  # the trap brings the tunnel up
+        (before,) = ctl(lab, "gw1", "list-ike-sas")
+        crl = revoke(lab.workdir / "pki", ["sun"], last_update=datetime.datetime.now(
+            datetime.UTC) - datetime.timedelta(minutes=1))
+        target = lab.workdir / "gw1" / "swanctl" / "x509crl"
+        target.mkdir()
+        (target / crl.name).write_bytes(crl.read_bytes())
+        sock = lab.workdir / "gw1" / "control.sock"
+        assert request_gateway(sock, {"command": "load-creds"}) == {
+            "crls": 1, "connections": ["site-to-site"]}
+        assert ping_replies(lab, "h1", "h2", 3, 0.2) == 3  # nothing checks the old IKE SA
+        request_gateway(sock, {"command": "reauth", "target": "site-to-site"})
+        deadline = time.monotonic() + 10
+        while "was revoked" not in log_of(lab.workdir, "gw1") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        log = log_of(lab.workdir, "gw1")
+        assert re.search(r"certificate 'C=CH, O=ipseclab, CN=sun\.ipseclab\.test' was revoked"
+                         r" on .* \(keyCompromise\)", log), log
+        (after,) = ctl(lab, "gw1", "list-ike-sas")
+        assert after["name"] == before["name"]  # the old IKE SA stays, until over_time
+        assert ping_replies(lab, "h1", "h2", 3, 0.2) == 3
+        assert "Traceback" not in log

@@ -83,6 +83,7 @@ class _Loader(ConnectionLoader, CredentialLoader, ValueReader):
         self.warnings: list[str] = []
         self._certs: dict[Path, x509.Certificate] = {}
         self._keys: list[object] | None = None
+        self._crls: list[x509.CertificateRevocationList] | None = None
 
     def load(self, root: Section) -> LoadedSwanctl:
         for name, item in root.items.items():

@@ -158,6 +158,8 @@ class ConnectionLoader:
             if not kw["remote_cacerts"] and not kw["remote_certs"]:
                 self.warnings.append(f"{sec.file}:{sec.line}: {path}.{remote.section}: auth"
                                      " pubkey, but no CA certificate in x509ca/ or cacerts")
+            kw["remote_crls"] = self.crls()
+            kw["revocation"] = remote.revocation
         if "psk" in (local.method, remote.method):
             me = local.id or _first_address(kw.get("local_addrs"))  # type: ignore[arg-type]
             peer = remote.id or _first_address(kw.get("remote_addrs"))  # type: ignore[arg-type]
@@ -203,7 +205,9 @@ class ConnectionLoader:
                                             ("strict", "ifuri", "relaxed"))
             if result.revocation != "relaxed":
                 self.warnings.append(f"{v['revocation'].file}:{v['revocation'].line}: {path}."
-                                     "revocation: CRL/OCSP checking is not implemented")
+                                     f"revocation = {result.revocation}: only CRLs in x509crl/"
+                                     " are checked (ipseclab fetches none and asks no OCSP"
+                                     " responder)")
         for key in ("groups", "cert_policy"):
             if key in v:
                 setattr(result, key, self.as_list(v[key]))

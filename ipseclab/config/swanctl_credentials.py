@@ -33,7 +33,7 @@ from ipseclab.config.swanctl_model import (
     SharedSecret,
 )
 from ipseclab.errors import ConfigError
-from ipseclab.ike.certs import dn_string, load_certificate, load_private_key
+from ipseclab.ike.certs import dn_string, load_certificate, load_crl, load_private_key
 
 if TYPE_CHECKING:
     from ipseclab.config.swanctl import _Loader
@@ -129,6 +129,18 @@ class CredentialLoader:
         if cached is None:
             cached = self._certs[path] = load_certificate(path)
         return cached
+
+    def crls(self: _Loader) -> list[x509.CertificateRevocationList]:
+        """Every CRL in ``x509crl/``, as ``swanctl --load-creds`` loads them (RFC 5280 §5)."""
+        if self._crls is None:
+            found = []
+            for path in self.folder_files("x509crl"):
+                try:
+                    found.append(load_crl(path))
+                except ConfigError as exc:
+                    raise ConfigError(f"{path}: {exc.message}", file=str(path)) from None
+            self._crls = found
+        return self._crls
 
     def folder_files(self: _Loader, folder: str) -> list[Path]:
         directory = self.base / folder

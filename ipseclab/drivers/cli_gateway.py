@@ -24,7 +24,7 @@ from typing import Any
 from ipseclab.errors import IpsecLabError
 
 CTL_COMMANDS = ("list-sas", "list-policies", "load", "flush", "stats", "stop",
-                "list-conns", "initiate", "terminate", "rekey", "reauth")
+                "list-conns", "initiate", "terminate", "rekey", "reauth", "load-creds")
 _NEEDS_TARGET = {"initiate": "CHILD|CONN", "terminate": "IKE|CONN|CHILD", "rekey": "IKE|CHILD",
                  "reauth": "IKE|CONN"}
 
@@ -208,6 +208,9 @@ def format_result(command: str, result: Any) -> str:
         return f"flushed {result['states']} SAs and {result['policies']} policies"
     if command == "stop":
         return f"gateway {result['stopping']} is stopping"
+    if command == "load-creds":
+        return (f"loaded {result['crls']} CRLs for"
+                f" {', '.join(result['connections']) or 'no connection'}")
     return json.dumps(result)
 
 

@@ -14,6 +14,7 @@ A mixin of :class:`ipseclab.drivers.ike_gateway.IkeGateway`.
 
 from __future__ import annotations
 
+import logging
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from ipseclab.drivers.ike_gateway import IkeGateway
 
 __all__ = ["IkeControl"]
+
+log = logging.getLogger("ipseclab.ike")
 
 
 class IkeControl:
@@ -47,6 +50,8 @@ class IkeControl:
             return self.rekey(str(request["target"]))
         if command == "reauth":
             return self.reauth(str(request["target"]))
+        if command == "load-creds":
+            return self.load_creds()
         if command == "stats":
             stats = GatewayCommands.stats(self.gateway)
             stats["ike"] = {**self.counters, "ike_sas": len(self.engine.ike_sas),
@@ -191,6 +196,24 @@ class IkeControl:
             raise ConfigError(f"nothing to rekey named '{target}'", token=target)
         self._pump()
         return {"rekeyed": done}
+
+    def load_creds(self: IkeGateway) -> dict[str, Any]:
+        """``ctl load-creds``: read the CRLs in ``x509crl/`` again (as ``swanctl
+        --load-creds``); the next IKE_AUTH checks the peer against them (RFC 5280 §6.3).
+        IKE SAs already up are not checked again until they reauthenticate."""
+        from ipseclab.config.swanctl import load_swanctl
+
+        loaded = load_swanctl(self.source)
+        updated = []
+        for name, fresh in loaded.connections.items():
+            config = self.configs.get(name)
+            if config is not None and config.remote_auth == "pubkey":
+                config.remote_crls = fresh.remote_crls
+                config.revocation = fresh.revocation
+                updated.append(name)
+        crls = max((len(c.remote_crls) for c in self.configs.values()), default=0)
+        log.info("load-creds: %d CRLs for %s", crls, ", ".join(updated) or "no connection")
+        return {"crls": crls, "connections": updated}
 
     def reauth(self: IkeGateway, target: str) -> dict[str, Any]:
         """``ctl reauth IKE|CONN``: a new IKE SA from scratch now, as reauth_time would

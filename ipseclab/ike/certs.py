@@ -7,6 +7,8 @@ trust at the time ``now`` given by the caller, check that the identity in IDi/ID
 certificate's subject or one of its subjectAltNames, and then verify the AUTH signature
 with the certificate's public key (:mod:`.auth`). CERTREQ carries SHA-1 hashes of the
 SubjectPublicKeyInfo of the CAs a side trusts, so the peer can pick a matching chain.
+Revocation: certificate revocation lists (RFC 5280 §5) a CA signed, checked as strongSwan's
+``revocation`` setting says (relaxed, ifuri, strict); nothing is fetched.
 
 DNs are written the way strongSwan writes them, first RDN first: ``C=CH, O=strongSwan,
 CN=moon.strongswan.org``. Pure functions: no clock, no files except in the ``load_*`` ones.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
+import itertools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -41,11 +44,14 @@ __all__ = [
     "certreq_hash",
     "dn_string",
     "load_certificate",
+    "load_crl",
     "load_private_key",
     "load_public_key",
     "trusted_by_certreq",
     "verify_chain",
 ]
+
+REVOCATION_POLICIES = ("relaxed", "ifuri", "strict")
 
 MAX_CHAIN = 8
 
@@ -76,6 +82,17 @@ def load_certificate(source: str | Path | bytes) -> x509.Certificate:
     except ValueError:
         where = None if isinstance(source, bytes) else str(source)
         raise ConfigError("not an X.509 certificate (PEM or DER)", file=where) from None
+
+
+def load_crl(source: str | Path | bytes) -> x509.CertificateRevocationList:
+    """A CRL from PEM or DER (strongSwan's ``x509crl/`` holds either)."""
+    data = _read(source, "CRL")
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_crl(data)
+        return x509.load_der_x509_crl(data)
+    except ValueError as exc:
+        raise ConfigError(f"not a certificate revocation list (PEM or DER): {exc}") from None
 
 
 def load_private_key(source: str | Path | bytes, passphrase: bytes | None = None
@@ -258,18 +275,72 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         return False
 
 
+def _check_revocation(cert: x509.Certificate, issuer: x509.Certificate,
+                      crls: Sequence[x509.CertificateRevocationList], when: datetime.datetime,
+                      policy: str) -> None:
+    """``cert`` against the CRLs its ``issuer`` signed (RFC 5280 §6.3).
+
+    Listed in any of them: revoked (revocation is for good, so a CRL past its nextUpdate
+    still says so). Otherwise the status is known only from a CRL current at ``when``;
+    without one, ``relaxed`` accepts, ``ifuri`` refuses a certificate that names a CRL or
+    OCSP location (the information should exist; ipseclab fetches nothing), ``strict``
+    refuses, as strongSwan's ``revocation`` setting does.
+    """
+    name = dn_string(cert.subject)
+    current = False
+    for crl in crls:
+        if crl.issuer != issuer.subject or not crl.is_signature_valid(
+                issuer.public_key()):  # type: ignore[arg-type]
+            continue
+        revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+        if revoked is not None:
+            try:
+                reason = revoked.extensions.get_extension_for_class(x509.CRLReason).value
+                why = f" ({reason.reason.value})"
+            except x509.ExtensionNotFound:
+                why = ""
+            raise CertificateRejected(f"certificate '{name}' was revoked on"
+                                      f" {revoked.revocation_date_utc:%Y-%m-%d %H:%M:%S} UTC"
+                                      f"{why} (CRL of '{dn_string(issuer.subject)}')")
+        next_update = crl.next_update_utc
+        if crl.last_update_utc <= when and (next_update is None or when <= next_update):
+            current = True
+    if current or policy == "relaxed":
+        return
+    if policy == "strict":
+        raise CertificateRejected(f"no current CRL of '{dn_string(issuer.subject)}' to check"
+                                  f" certificate '{name}' (revocation = strict)")
+    locations = (ExtensionOID.CRL_DISTRIBUTION_POINTS, ExtensionOID.AUTHORITY_INFORMATION_ACCESS)
+    if any(ext.oid in locations for ext in cert.extensions):
+        raise CertificateRejected(f"certificate '{name}' names where its revocation status is,"
+                                  " but no current CRL of its issuer is loaded (revocation ="
+                                  " ifuri; ipseclab fetches nothing: put the CRL in x509crl/)")
+
+
 def verify_chain(end_entity: x509.Certificate, intermediates: Sequence[x509.Certificate],
-                 trusted: Sequence[x509.Certificate], now: datetime.datetime | float
-                 ) -> list[x509.Certificate]:
+                 trusted: Sequence[x509.Certificate], now: datetime.datetime | float, *,
+                 crls: Sequence[x509.CertificateRevocationList] = (),
+                 revocation: str = "relaxed") -> list[x509.Certificate]:
     """Check a peer's certificate up to one of the ``trusted`` CAs at time ``now``.
 
     Every certificate must be valid at ``now`` and signed by the next; intermediates and
     the trust anchor must be CAs (basicConstraints, keyUsage keyCertSign if present); the
     end entity's keyUsage, if present, must allow digitalSignature (RFC 4945 §5.1.3.2).
+    Each certificate below the trust anchor is checked against the ``crls`` its issuer
+    signed, as the ``revocation`` policy (relaxed, ifuri, strict) says.
     Returns the chain, end entity first, trust anchor last. Raises
-    :class:`CertificateRejected` with the reason. Revocation (CRL/OCSP) is not checked.
+    :class:`CertificateRejected` with the reason.
     """
     when = _as_datetime(now)
+    chain = _build_chain(end_entity, intermediates, trusted, when)
+    for cert, issuer in itertools.pairwise(chain):
+        _check_revocation(cert, issuer, crls, when, revocation)
+    return chain
+
+
+def _build_chain(end_entity: x509.Certificate, intermediates: Sequence[x509.Certificate],
+                 trusted: Sequence[x509.Certificate], when: datetime.datetime
+                 ) -> list[x509.Certificate]:
     _check_validity(end_entity, when, "peer")
     usage = _key_usage(end_entity)
     if usage is not None and not (usage.digital_signature or usage.content_commitment):

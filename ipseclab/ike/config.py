@@ -215,6 +215,8 @@ class IkeConfig:
     private_key: object | None = field(default=None, repr=False)
     remote_cacerts: list[x509.Certificate] = field(default_factory=list, repr=False)
     remote_certs: list[x509.Certificate] = field(default_factory=list, repr=False)
+    remote_crls: list[x509.CertificateRevocationList] = field(default_factory=list, repr=False)
+    revocation: str = "relaxed"  # relaxed | ifuri | strict, swanctl's remote.revocation
     send_cert: str = "ifasked"
     send_certreq: bool = True
     rsa_pss: bool = False
@@ -239,6 +241,9 @@ class IkeConfig:
         if self.send_cert not in ("always", "ifasked", "never"):
             raise ConfigError(f"connection {self.name}: send_cert must be always, ifasked or"
                               " never", token=self.send_cert)
+        if self.revocation not in ("relaxed", "ifuri", "strict"):
+            raise ConfigError(f"connection {self.name}: revocation must be relaxed, ifuri or"
+                              " strict", token=self.revocation)
         if self.fragmentation not in ("yes", "accept", "force", "no"):
             raise ConfigError(f"connection {self.name}: fragmentation must be yes, accept,"
                               " force or no", token=self.fragmentation)

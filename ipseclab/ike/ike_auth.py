@@ -206,7 +206,8 @@ class IkeAuthExchange:
                    " configured peer certificates"
         try:
             certs.verify_chain(end_entity, others, config.remote_cacerts,
-                               self.engine.wall_time(now))
+                               self.engine.wall_time(now), crls=config.remote_crls,
+                               revocation=config.revocation)
         except certs.CertificateRejected as error:
             if self.engine.wall_clock is None and now < 1e9:
                 return f"{error} (checked at UNIX time {now:.0f}: the driver's clock is not" \

@@ -13,6 +13,8 @@
 
 so a swanctl.conf beside them can say ``certs = moonCert.pem``. Keys are unencrypted PEM
 (PKCS#8) as ``pki --gen`` leaves them. These are lab credentials: never use them elsewhere.
+:func:`revoke` writes ``x509crl/caCrl.pem``, the CA's CRL listing some of the hosts (as
+``pki --signcrl``), which a gateway checks the peer's certificate against (RFC 5280 §5).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["HostSpec", "LabPki", "generate_key", "issue_certificate", "make_lab_pki", "name"]
+__all__ = ["HostSpec", "LabPki", "generate_key", "issue_certificate", "issue_crl",
+           "make_lab_pki", "name", "revoke"]
 
 DEFAULT_START = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
 _LABELS = {"C": NameOID.COUNTRY_NAME, "ST": NameOID.STATE_OR_PROVINCE_NAME,
@@ -162,3 +165,37 @@ def make_lab_pki(directory: str | Path, hosts: tuple[HostSpec, ...] = DEFAULT_HO
         _write_key(pki.keys[host.stem], host_key)
         pki.ids[host.stem] = host.subject
     return pki
+
+
+def issue_crl(ca: x509.Certificate, ca_key: object, revoked: list[x509.Certificate], *,
+              last_update: datetime.datetime, days: int = 15,
+              reason: x509.ReasonFlags = x509.ReasonFlags.key_compromise
+              ) -> x509.CertificateRevocationList:
+    """The CA's CRL listing ``revoked`` (revoked at ``last_update``, with ``reason``), valid
+    for ``days`` (nextUpdate), signed with SHA-256 (RFC 5280 §5)."""
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(ca.subject)
+               .last_update(last_update)
+               .next_update(last_update + datetime.timedelta(days=days)))
+    for cert in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(cert.serial_number)
+            .revocation_date(last_update)
+            .add_extension(x509.CRLReason(reason), critical=False).build())
+    return builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+
+
+def revoke(directory: str | Path, stems: list[str], *, last_update: datetime.datetime,
+           days: int = 15) -> Path:
+    """Write the CA's CRL listing the certificates of ``stems`` (``x509/<stem>Cert.pem``)
+    to ``x509crl/caCrl.pem`` in a directory :func:`make_lab_pki` made; its path."""
+    base = Path(directory)
+    ca = x509.load_pem_x509_certificate((base / "x509ca" / "caCert.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key((base / "private" / "caKey.pem").read_bytes(),
+                                                None)
+    certs = [x509.load_pem_x509_certificate((base / "x509" / f"{stem}Cert.pem").read_bytes())
+             for stem in stems]
+    crl = issue_crl(ca, ca_key, certs, last_update=last_update, days=days)
+    path = base / "x509crl" / "caCrl.pem"
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    return path
