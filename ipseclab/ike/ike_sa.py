@@ -11,10 +11,11 @@ their exchange, one module each, mixed into :class:`IkeSa`:
                                    rekeys, rekey collisions (§2.8)
     INFORMATIONAL    (§1.4)        :mod:`.informational`: Delete, dead peer detection
 
-What every exchange needs stays here: sending and retransmitting (``request``,
-``_respond``), receiving and dispatching (``receive``), timers, the SK_* keys (``_derive``),
-and making child SAs (``_make_child``, ``_choose_child``, ``_add_child``), which IKE_AUTH and
-CREATE_CHILD_SA share. The states are :class:`ipseclab.ike.sa_common.State`.
+What IKE_AUTH and CREATE_CHILD_SA share to make child SAs (offering, choosing and
+narrowing, KEYMAT, timers, events: ``_child_offer``, ``_choose_child``, ``_make_child``,
+``_add_child``) is the mixin :mod:`.child_sas`. What every exchange needs stays here: sending
+and retransmitting (``request``, ``_respond``), receiving and dispatching (``receive``),
+timers, the SK_* keys (``_derive``). The states are :class:`ipseclab.ike.sa_common.State`.
 
     initiator: INIT_SENT --IKE_SA_INIT resp--> AUTH_SENT --IKE_AUTH resp--> ESTABLISHED
     responder: (IKE_SA_INIT req, in the engine) INIT_DONE --IKE_AUTH req--> ESTABLISHED
@@ -47,9 +48,10 @@ from ipseclab.crypto import kdf
 from ipseclab.crypto.dh import DhPrivate
 from ipseclab.crypto.proposals import Proposal
 from ipseclab.errors import AuthenticationFailed as IcvFailed
-from ipseclab.errors import ConfigError, InvalidKeyShare, IpsecLabError
+from ipseclab.errors import InvalidKeyShare
 from ipseclab.ike import events, negotiation
-from ipseclab.ike.child import DUPLICATE_WAIT, ChildRequest, ChildSa, build_child_sas
+from ipseclab.ike.child import ChildRequest, ChildSa
+from ipseclab.ike.child_sas import ChildSaMaking
 from ipseclab.ike.config import ChildConfig, IkeConfig
 from ipseclab.ike.constants import ExchangeType, HeaderFlag, NotifyType, ProtocolId
 from ipseclab.ike.create_child import CreateChildExchange, IkeRekeyRequest
@@ -59,22 +61,12 @@ from ipseclab.ike.informational import InformationalExchange
 from ipseclab.ike.keys import IkeSuite, ike_sa_keys
 from ipseclab.ike.message import Message, parse_payload_chain
 from ipseclab.ike.payload_base import MalformedMessage, Payload
-from ipseclab.ike.payloads import (
-    Delete,
-    EncryptedFragment,
-    KeyExchange,
-    Nonce,
-    Notify,
-    SecurityAssociation,
-    TSi,
-    TSr,
-)
+from ipseclab.ike.payloads import EncryptedFragment, KeyExchange, Nonce, Notify, SecurityAssociation
 from ipseclab.ike.reauth import Reauthentication
 from ipseclab.ike.sa_common import State
-from ipseclab.ike.sa_common import find_payload as _find
 from ipseclab.ike.sa_common import notify_name as _notify_name
 from ipseclab.ike.sk import SkCipher
-from ipseclab.ipsec.selectors import TrafficSelector, narrow
+from ipseclab.ipsec.selectors import TrafficSelector
 
 if TYPE_CHECKING:
     from ipseclab.ike.engine import IkeEngine
@@ -117,12 +109,14 @@ class _Pending:
     more: tuple[bytes, ...] = ()  # fragments 2..n when ``data`` is fragment 1 (RFC 7383)
 
 
-class IkeSa(IkeAuthExchange, CreateChildExchange, InformationalExchange, Reauthentication):
+class IkeSa(IkeAuthExchange, CreateChildExchange, InformationalExchange, Reauthentication,
+            ChildSaMaking):
     """One IKE SA, either side. Built by :class:`ipseclab.ike.engine.IkeEngine`.
 
     The handlers of IKE_AUTH, CREATE_CHILD_SA and INFORMATIONAL live in their mixins
     (:mod:`.ike_auth`, :mod:`.create_child`, :mod:`.informational`), reauthentication in
-    :mod:`.reauth`; the rest is here."""
+    :mod:`.reauth`, the making of child SAs that IKE_AUTH and CREATE_CHILD_SA share in
+    :mod:`.child_sas`; the rest is here."""
 
     def __init__(self, engine: IkeEngine, *, initiator: bool, local: Address, remote: Address,
                  spi_i: bytes, spi_r: bytes = bytes(8), config: IkeConfig | None = None,
@@ -607,144 +601,7 @@ class IkeSa(IkeAuthExchange, CreateChildExchange, InformationalExchange, Reauthe
                         integrity_name=_wireshark_integrity(self.suite),
                         sk_d=keys.SK_d, sk_pi=keys.SK_pi, sk_pr=keys.SK_pr)
 
-    # -- IKE_AUTH, initiator (§1.2, §2.15) --------------------------------------------------
-
-    def _child_offer(self) -> list[Payload]:
-        """[N(USE_TRANSPORT_MODE)], SAi2, TSi, TSr of IKE_AUTH for our first child SA."""
-        child = self.child_config
-        if child is None:
-            return []
-        self._child_spi = self.engine.new_child_spi()
-        inner: list[Payload] = []
-        if child.mode == "transport":
-            inner.append(Notify(NotifyType.USE_TRANSPORT_MODE))
-        self._offered_ts = (child.selectors("local", self._dynamic("local")),
-                            child.selectors("remote", self._dynamic("remote")))
-        inner += [
-            negotiation.sa_payload_for(negotiation.without_dh(child.proposals),
-                                       ProtocolId.ESP, self._child_spi.to_bytes(4, "big")),
-            TSi(negotiation.selectors_to_wire(self._offered_ts[0])),
-            TSr(negotiation.selectors_to_wire(self._offered_ts[1])),
-        ]
-        return inner
-
-    def _dynamic(self, side: str) -> str:
-        """What swanctl's ``dynamic`` TS means now (§2.19): our virtual IP once the gateway
-        gave us one, everything while we still ask for one, else the IKE address. For the
-        peer: the virtual IP we leased to it, else its IKE address."""
-        if side == "remote":
-            return self.remote_virtual_ips[0] if self.remote_virtual_ips else self.remote[0]
-        if self.virtual_ips:
-            return self.virtual_ips[0]
-        config = self.config
-        if config is not None and config.vips and self.state is not State.ESTABLISHED:
-            return "0.0.0.0/0" if ":" not in config.vips[0] else "::/0"
-        return self.local[0]
-
-    def _finish_child_initiator(self, inner: list[Payload], notifies: list[Notify],
-                                now: float) -> None:
-        child = self.child_config
-        assert child is not None
-        errors = [n for n in notifies if n.is_error]
-        sa, tsi, tsr = _find(inner, SecurityAssociation), _find(inner, TSi), _find(inner, TSr)
-        if errors or sa is None or tsi is None or tsr is None:
-            notify = errors[0].notify_type if errors else NotifyType.INVALID_SYNTAX
-            self._event(events.ChildSaFailed, now, child=child.name, notify=notify,
-                        reason=f"responder answered {_notify_name(notify)}")
-            return
-        choice = negotiation.accept_choice(negotiation.without_dh(child.proposals), sa,
-                                           ProtocolId.ESP)
-        local_ts = negotiation.selectors_from_wire(tsi.selectors)
-        remote_ts = negotiation.selectors_from_wire(tsr.selectors)
-        offered_local, offered_remote = self._offered_ts
-        if choice is None or len(choice[0].spi) != 4:
-            self._child_failed_after_auth(child, NotifyType.NO_PROPOSAL_CHOSEN, now)
-            return
-        if (not local_ts or not remote_ts
-                or _narrow(local_ts, offered_local) != local_ts
-                or _narrow(remote_ts, offered_remote) != remote_ts):
-            self._child_failed_after_auth(child, NotifyType.TS_UNACCEPTABLE, now)
-            return
-        transport = any(n.notify_type == NotifyType.USE_TRANSPORT_MODE for n in notifies)
-        spi_out = int.from_bytes(choice[0].spi, "big")
-        self._install_child(child, choice[1], self._child_spi, spi_out,
-                            "transport" if transport else "tunnel", local_ts, remote_ts, now)
-
-    def _child_failed_after_auth_spi(self, config: ChildConfig, spi_in: int, notify: int,
-                                     reason: str, now: float) -> None:
-        self._event(events.ChildSaFailed, now, child=config.name, notify=notify, reason=reason)
-        self.request(_INFO, [Delete.child_sas(ProtocolId.ESP, [spi_in.to_bytes(4, "big")])],
-                     now, None)
-
-    def _child_failed_after_auth(self, child: ChildConfig, notify: int, now: float) -> None:
-        """The responder's child SA is unacceptable to us: report it and delete it (§2.9)."""
-        self._event(events.ChildSaFailed, now, child=child.name, notify=notify,
-                    reason="the responder's child SA is not what we proposed")
-        # The responder has installed it: ask for its deletion (§1.4.1), by our inbound SPI.
-        self.request(_INFO, [Delete.child_sas(ProtocolId.ESP,
-                                              [self._child_spi.to_bytes(4, "big")])], now, None)
-
-    def _install_child(self, config: ChildConfig, proposal: Proposal, spi_in: int,
-                       spi_out: int, mode: str, local_ts: list, remote_ts: list,
-                       now: float) -> None:
-        """The child SA of IKE_AUTH: KEYMAT from the IKE SA's own nonces (§2.17)."""
-        child = self._make_child(config, proposal, spi_in, spi_out, mode, local_ts, remote_ts,
-                                 ni=self.ni, nr=self.nr, g_ir=None, initiated=self.initiator,
-                                 reqid=None, now=now)
-        if child is not None:
-            self._add_child(child, now)
-
-    def _make_child(self, config: ChildConfig, proposal: Proposal, spi_in: int, spi_out: int,
-                    mode: str, local_ts: list, remote_ts: list, *, ni: bytes, nr: bytes,
-                    g_ir: bytes | None, initiated: bool, reqid: int | None,
-                    now: float) -> ChildSa | None:
-        """A child SA pair with its keys (KEYMAT, §2.17), or None after a ChildSaFailed.
-
-        ``initiated``: we sent the request of the exchange, so our outbound SA takes the
-        initiator-to-responder keys, whichever side began the IKE SA. A rekey keeps the
-        old ``reqid``, so the SPD's templates find the new SAs.
-        """
-        duplicate = None
-        if reqid is None:
-            duplicate = self.engine._duplicate_child(self, config, local_ts, remote_ts)
-            reqid = duplicate.reqid if duplicate is not None else self.engine.new_reqid()
-        child = ChildSa(config, reqid, spi_in, spi_out, proposal, mode, local_ts, remote_ts,
-                        initiated=initiated, nonces=(ni, nr))
-        if duplicate is not None and not initiated:
-            # The peer installs its inbound SA when our response arrives: send on the old
-            # pair until it goes, as a rekey responder does (§2.8).
-            child.outbound_ready, child.waits_for = False, duplicate
-            child.wait_ends = now + DUPLICATE_WAIT
-        try:
-            tfc = config.tfc_padding
-            build_child_sas(child, initiator=initiated, prf=self.suite.prf,  # type: ignore
-                            sk_d=self.sk_d, ni=ni, nr=nr, local=self.local,
-                            remote=self.remote, nat=self.nat_detected, g_ir=g_ir,
-                            lifetime=config.volume_lifetime(self.engine.random_below),
-                            tfc_padding=self.engine.mtu if tfc == "mtu" else int(tfc))
-        except (ConfigError, IpsecLabError, ValueError) as error:
-            self._event(events.ChildSaFailed, now, child=config.name,
-                        notify=NotifyType.NO_PROPOSAL_CHOSEN, reason=str(error))
-            return None
-        return child
-
-    def _add_child(self, child: ChildSa, now: float) -> None:
-        """Keep ``child``, start its timers and report it (a rekey as ChildSaRekeyed)."""
-        config = child.config
-        self.children.append(child)
-        if config.rekey_time:
-            span = config.rekey_time / 10
-            child.rekey_at = now + config.rekey_time - negotiation.jitter(self.engine.rng, span)
-        child.expire_at = now + config.life_time if config.life_time else None
-        old = child.replaces
-        self._event(events.ChildSaRekeyed if old is not None else events.ChildSaEstablished,
-                    now, connection=self.config.name,  # type: ignore[union-attr]
-                    child=config.name, reqid=child.reqid, mode=child.mode,
-                    proposal=str(child.proposal), inbound=child.inbound,
-                    outbound=child.outbound, local_ts=child.local_ts,
-                    remote_ts=child.remote_ts, selectors=child.selectors,
-                    rekeys=(old.spi_in, old.spi_out) if old is not None else None,
-                    outbound_ready=child.outbound_ready)
+    # -- established: after IKE_AUTH or an IKE SA rekey -----------------------------------
 
     def _established(self, now: float, old: IkeSa | None = None) -> None:
         self.state = State.ESTABLISHED
@@ -785,111 +642,11 @@ class IkeSa(IkeAuthExchange, CreateChildExchange, InformationalExchange, Reauthe
                     remote_virtual_ips=list(self.remote_virtual_ips),
                     dns_servers=list(self.dns_servers), **extra)
 
-    # -- IKE_AUTH, responder: ike_auth.py; the child SA part here ------------------------
-
-    def _negotiate_child(self, inner: list[Payload], notifies: list[Notify]
-                         ) -> tuple[list[Payload], tuple | int | None]:
-        """The responder's half of child SA creation in IKE_AUTH: (reply payloads, result).
-
-        The result is the arguments of :meth:`_install_child`, an error notify type, or
-        None when the initiator asked for no child SA.
-        """
-        if all(_find(inner, cls) is None for cls in (SecurityAssociation, TSi, TSr)):
-            return [], None
-        choice = self._choose_child(inner, notifies, pfs_group=None, only=None, ike_auth=True)
-        if isinstance(choice, int):
-            return [Notify(choice)], choice
-        child, wire, proposal, local_ts, remote_ts, mode = choice
-        spi_in = self.engine.new_child_spi()
-        reply: list[Payload] = []
-        if mode == "transport":
-            reply.append(Notify(NotifyType.USE_TRANSPORT_MODE))
-        reply += [
-            negotiation.sa_payload_for([proposal], ProtocolId.ESP, spi_in.to_bytes(4, "big"),
-                                       [wire.number]),
-            TSi(negotiation.selectors_to_wire(remote_ts)),
-            TSr(negotiation.selectors_to_wire(local_ts)),
-        ]
-        spi_out = int.from_bytes(wire.spi, "big")
-        return reply, (child, proposal, spi_in, spi_out, mode, local_ts, remote_ts)
-
-    def _choose_child(self, inner: list[Payload], notifies: list[Notify], *,
-                      pfs_group: int | None, only: ChildConfig | None, ike_auth: bool
-                      ) -> tuple | int:
-        """Pick a child config, proposal and narrowed selectors for the initiator's SA, TSi
-        and TSr (§2.7, §2.9): (config, wire proposal, proposal, local TS, remote TS, mode), or
-        the error notify type to answer. ``only``: the config of the child SA being rekeyed.
-        """
-        config = self.config
-        assert config is not None
-        sa, tsi, tsr = _find(inner, SecurityAssociation), _find(inner, TSi), _find(inner, TSr)
-        if sa is None or tsi is None or tsr is None:
-            return NotifyType.INVALID_SYNTAX
-        their_local = negotiation.selectors_from_wire(tsr.selectors)
-        their_remote = negotiation.selectors_from_wire(tsi.selectors)
-        theirs = negotiation.read_proposals(sa, ProtocolId.ESP)
-        if ike_auth:
-            theirs = [(w, negotiation.without_dh([p])[0]) for w, p in theirs]
-        wants_transport = any(n.notify_type == NotifyType.USE_TRANSPORT_MODE for n in notifies)
-        # A config is found by its selectors first, then by its proposals (as strongSwan).
-        failure: int = NotifyType.TS_UNACCEPTABLE
-        for child in [only] if only is not None else config.children:
-            local_ts = _narrow(their_local, child.selectors("local", self._dynamic("local")))
-            remote_ts = _narrow(their_remote, child.selectors("remote",
-                                                              self._dynamic("remote")))
-            if not local_ts or not remote_ts:
-                continue
-            ours = negotiation.without_dh(child.proposals) if ike_auth else child.proposals
-            choice = negotiation.choose_proposal(ours, theirs, pfs_group)
-            if choice is None or len(choice[0].spi) != 4:
-                failure = NotifyType.NO_PROPOSAL_CHOSEN
-                continue
-            if int.from_bytes(choice[0].spi, "big") < 256:
-                return NotifyType.INVALID_SYNTAX
-            mode = "transport" if wants_transport and child.mode == "transport" else "tunnel"
-            return child, choice[0], choice[1], local_ts, remote_ts, mode
-        return failure
-
-    def _child_refusal(self, inner: list[Payload], *, only: ChildConfig | None,
-                       ike_auth: bool) -> dict[str, str]:
-        """For the ChildSaFailed of a request we refused: which child config it was meant for
-        (those whose selectors fit, else all), what the peer asked for and what we allow."""
-        config = self.config
-        assert config is not None
-        sa, tsi, tsr = _find(inner, SecurityAssociation), _find(inner, TSi), _find(inner, TSr)
-        if sa is None or tsi is None or tsr is None:
-            return {"child": only.name if only else ",".join(c.name for c in config.children)}
-        their_local = negotiation.selectors_from_wire(tsr.selectors)
-        their_remote = negotiation.selectors_from_wire(tsi.selectors)
-        children = [only] if only is not None else config.children
-        fitting = [c for c in children
-                   if _narrow(their_local, c.selectors("local", self._dynamic("local")))
-                   and _narrow(their_remote, c.selectors("remote", self._dynamic("remote")))]
-        received = (f"ESP proposals {negotiation.describe_offer(sa, ProtocolId.ESP)}; TSi "
-                    f"{', '.join(map(str, their_remote))}; TSr {', '.join(map(str, their_local))}")
-        ours = []
-        for c in children:
-            proposals = negotiation.without_dh(c.proposals) if ike_auth else c.proposals
-            local = c.selectors("local", self._dynamic("local"))
-            remote = c.selectors("remote", self._dynamic("remote"))
-            ours.append(f"{c.name}: esp_proposals {', '.join(map(str, proposals))}; local_ts"
-                        f" {', '.join(map(str, local))}; remote_ts {', '.join(map(str, remote))}")
-        configured = " | ".join(ours)
-        return {"child": ",".join(c.name for c in fitting or children), "received": received,
-                "configured": configured}
-
 
 def _fragment_number(message: Message) -> int | None:
     """The Fragment Number of an SKF message (RFC 7383 §2.5), None for any other."""
     last = message.payloads[-1] if message.payloads else None
     return last.fragment_number if isinstance(last, EncryptedFragment) else None
-
-
-
-def _narrow(proposed: list[TrafficSelector], allowed: list[TrafficSelector]
-            ) -> list[TrafficSelector]:
-    return narrow(proposed, allowed)
-
 
 
 @functools.lru_cache(maxsize=64)
