@@ -327,6 +327,7 @@ def test_ours_reauthenticates_strongswan_without_loss(tmp_path: Path) -> None:
         # A reply charon sends on its new child SA before our IKE_AUTH response is read can
         # be lost (charon sends on a new child SA at once); one per reauthentication at most.
         assert sent == 110 and received >= sent - len(reauths), (sent, received, log)
+        print(f"\n{received} of {sent} pings answered across {len(reauths)} reauthentications")
         (ike,) = ctl(lab, "gw1", "list-ike-sas")
         assert ike["initiator"] and ike["name"] != first["name"]
         assert len(ike["children"]) == 1
