@@ -23,6 +23,7 @@ this module is the IKE SA's part: which config, which proposal, which selectors,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ipseclab.crypto.proposals import Proposal
@@ -148,17 +149,25 @@ class ChildSaMaking:
             return [Notify(choice)], choice
         child, wire, proposal, local_ts, remote_ts, mode = choice
         spi_in = self.engine.new_child_spi()
+        reply = self._child_answer(wire, proposal, spi_in, mode, local_ts, remote_ts)
+        spi_out = int.from_bytes(wire.spi, "big")
+        return reply, (child, proposal, spi_in, spi_out, mode, local_ts, remote_ts)
+
+    def _child_answer(self: IkeSa, wire, proposal: Proposal, spi_in: int, mode: str,
+                      local_ts: list, remote_ts: list, extra: Sequence[Payload] = ()
+                      ) -> list[Payload]:
+        """The responder's child SA payloads (§1.3.1, §2.9): [N(USE_TRANSPORT_MODE)], SA with
+        the chosen proposal (its number as offered) and our SPI, ``extra`` (CREATE_CHILD_SA's
+        Nr and KEr), then TSi and TSr narrowed, the initiator's side first."""
         reply: list[Payload] = []
         if mode == "transport":
             reply.append(Notify(NotifyType.USE_TRANSPORT_MODE))
-        reply += [
-            negotiation.sa_payload_for([proposal], ProtocolId.ESP, spi_in.to_bytes(4, "big"),
-                                       [wire.number]),
-            TSi(negotiation.selectors_to_wire(remote_ts)),
-            TSr(negotiation.selectors_to_wire(local_ts)),
-        ]
-        spi_out = int.from_bytes(wire.spi, "big")
-        return reply, (child, proposal, spi_in, spi_out, mode, local_ts, remote_ts)
+        return [*reply,
+                negotiation.sa_payload_for([proposal], ProtocolId.ESP,
+                                           spi_in.to_bytes(4, "big"), [wire.number]),
+                *extra,
+                TSi(negotiation.selectors_to_wire(remote_ts)),
+                TSr(negotiation.selectors_to_wire(local_ts))]
 
     def _choose_child(self: IkeSa, inner: list[Payload], notifies: list[Notify], *,
                       pfs_group: int | None, only: ChildConfig | None, ike_auth: bool

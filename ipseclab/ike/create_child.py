@@ -305,16 +305,8 @@ class CreateChildExchange:
             reply_ke.append(KeyExchange(group.iana_id, dh.public_bytes()))
         spi_in = self.engine.new_child_spi()
         nr = self.engine.random(32)
-        reply: list[Payload] = []
-        if mode == "transport":
-            reply.append(Notify(NotifyType.USE_TRANSPORT_MODE))
-        reply += [
-            negotiation.sa_payload_for([proposal], ProtocolId.ESP, spi_in.to_bytes(4, "big"),
-                                       [wire.number]),
-            Nonce(nr), *reply_ke,
-            TSi(negotiation.selectors_to_wire(remote_ts)),
-            TSr(negotiation.selectors_to_wire(local_ts)),
-        ]
+        reply = self._child_answer(wire, proposal, spi_in, mode, local_ts, remote_ts,
+                                   [Nonce(nr), *reply_ke])
         child = self._make_child(config, proposal, spi_in, int.from_bytes(wire.spi, "big"),
                                  mode, local_ts, remote_ts, ni=nonce.data, nr=nr, g_ir=g_ir,
                                  initiated=False, reqid=old.reqid if old else None, now=now)
