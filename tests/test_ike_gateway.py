@@ -407,3 +407,41 @@ def test_volume_limits_rekey_and_tfc_padding_between_two_ipseclab_gateways(
         assert len(sizes["192.0.2.1"]) >= 100 and len(sizes["192.0.2.2"]) >= 100
         assert min(sizes["192.0.2.1"]) >= 20 + 8 + 8 + 1000 + 16, sorted(sizes["192.0.2.1"])[:5]
         assert max(sizes["192.0.2.2"]) < 200  # 84-octet pings, unpadded
+
+
+def test_updown_scripts_run_as_child_sas_come_and_go(tmp_path: Path) -> None:
+    """swanctl's updown (as strongSwan's updown plugin): up-client when the child SA is
+    established, down-client when it is deleted (here by ctl terminate on gw1) or when the
+    gateway stops (gw2, at the end of the lab), with strongSwan's PLUTO_* environment."""
+    script = tmp_path / "updown.sh"
+    script.write_text("#!/bin/sh\necho \"$1 $PLUTO_VERB $PLUTO_CONNECTION $PLUTO_REQID"
+                      " $PLUTO_ME $PLUTO_PEER $PLUTO_MY_CLIENT $PLUTO_PEER_CLIENT\""
+                      f" >> {tmp_path}/$1.log\n")
+    script.chmod(0o755)
+    paths = []
+    for side, extra in ((1, "start_action = start"), (2, "")):
+        path = tmp_path / f"gw{side}.swanctl.conf"
+        path.write_text(conf(side, child_extra=f"{extra}\n        updown = {script} gw{side}"))
+        paths.append(path)
+    gateways = {f"gw{i}": GatewaySpec("ipseclab", (p,), {}) for i, p in enumerate(paths, 1)}
+    with Lab("site-to-site", tmp_path / "lab", gateways) as lab:
+        up = wait_until(lambda: (tmp_path / "gw2.log").exists()
+                        and (tmp_path / "gw1.log").exists(), 10)
+        assert up is not None, (lab.workdir / "gw1" / "gateway.log").read_text()
+        assert ping_replies(lab, "h1", "h2", 2, 0.1) == (2, 2)
+        request_gateway(control(lab, "gw1"), {"command": "terminate", "target": "s2s"})
+        assert wait_until(lambda: "down" in (tmp_path / "gw1.log").read_text(), 10) is not None
+        # up again; this time the lab's end stops the gateways with the child SA still up
+        request_gateway(control(lab, "gw1"), {"command": "initiate", "target": "net"})
+        assert wait_until(lambda: (tmp_path / "gw1.log").read_text().count("up-") == 2,
+                          10) is not None
+        log = (lab.workdir / "gw1" / "gateway.log").read_text()
+        assert "Traceback" not in log
+    first = "net 1 192.0.2.1 192.0.2.2 10.1.0.0/24 10.2.0.0/24"
+    second = first.replace("net 1", "net 2")
+    gw1 = (tmp_path / "gw1.log").read_text().splitlines()
+    assert gw1 == [f"gw1 up-client {first}", f"gw1 down-client {first}",
+                   f"gw1 up-client {second}", f"gw1 down-client {second}"], gw1
+    gw2 = (tmp_path / "gw2.log").read_text().splitlines()
+    assert [line.split()[1] for line in gw2] == ["up-client", "down-client"] * 2, gw2
+    assert gw2[0].endswith("192.0.2.2 192.0.2.1 10.2.0.0/24 10.1.0.0/24")

@@ -320,14 +320,10 @@ class ConnectionLoader:
         for key in ("hostaccess", "policies"):
             if key in v:
                 setattr(ext, key, self.as_bool(v[key], f"{path}.{key}"))
-        self.not_honoured(v, path, "hostaccess", ext.hostaccess,
-                          "it is for updown scripts, which ipseclab does not run")
         self.not_honoured(v, path, "policies", not ext.policies,
                           "a child SA's policies are always installed")
         if "updown" in v:
             ext.updown = v["updown"].text
-            self.warnings.append(f"{v['updown'].file}:{v['updown'].line}: {path}.updown: ipseclab"
-                                 " runs no updown scripts")
         return _construct(ChildConfig, kw, sec), ext
 
 

@@ -148,6 +148,7 @@ class IkeEvents:
             self.book.add(ev.reqid, self._policies(ev))
             self.gateway.sync_routes()
             what = "established"
+            self._run_updown_up(state, ev)
         else:
             state.ike_sa = ev.ike_sa
             what = f"rekeyed (replaces {ev.rekeys[0]:08x}_i)" if ev.rekeys else "added"
@@ -188,6 +189,7 @@ class IkeEvents:
             return
         del self.children[ev.reqid]
         self.book.remove(ev.reqid)
+        self._run_updown_down(ev.reqid)
         if ev.ike_sa in self._unreachable:
             config = self.configs.get(state.connection)
             action = config.child(state.child).dpd_action if config else "clear"

@@ -57,6 +57,7 @@ from ipseclab.drivers.ike_traps import (
     IkeTraps,
 )
 from ipseclab.drivers.ike_udp import IKE_PORT, NAT_T_PORT, NON_ESP_MARKER
+from ipseclab.drivers.ike_updown import UpdownRunner, UpdownScript, updown_environment
 from ipseclab.drivers.netconf import local_addresses
 from ipseclab.drivers.policy_book import PolicyBook, policy_priority
 from ipseclab.errors import ConfigError, IpsecLabError
@@ -95,8 +96,14 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
                  | None = None, retransmit_base: float = 1.0, retransmit_tries: int = 5,
                  source: str = "", inactivity: dict[tuple[str, str], float] | None = None,
                  keyingtries: dict[str, int] | None = None,
-                 make_before_break: bool = True, mtu: int = 1400) -> None:
+                 make_before_break: bool = True, mtu: int = 1400,
+                 updown: dict[tuple[str, str], UpdownScript] | None = None) -> None:
         self.configs = {c.name: c for c in configs}
+        # swanctl's updown: a command per (connection, child), run as children come and go
+        self.updown = updown or {}
+        self._updown_runner: UpdownRunner | None = None
+        # reqid -> the script and the environments it ran with for "up"
+        self._updown_envs: dict[int, tuple[UpdownScript, list[dict[str, str]]]] = {}
         self.close_actions = close_actions or {}
         # swanctl's keyingtries: retransmission sequences for a first connect (0: no limit)
         self.keyingtries = keyingtries or {}
@@ -157,9 +164,13 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
                 for conn, ext in loaded.extras.items()
                 for child, extra in ext.children.items()}
         tries = {conn: ext.keyingtries for conn, ext in loaded.extras.items()}
+        updown = {(conn, child): UpdownScript(extra.updown, extra.hostaccess)
+                  for conn, ext in loaded.extras.items()
+                  for child, extra in ext.children.items() if extra.updown}
         try:
             return cls(list(loaded.connections.values()), close_actions=closes,
-                       source=str(path), inactivity=idle, keyingtries=tries, **kw)
+                       source=str(path), inactivity=idle, keyingtries=tries, updown=updown,
+                       **kw)
         except ConfigError as exc:
             if exc.file is None:
                 raise ConfigError(exc.message, file=str(path), token=exc.token) from None
@@ -182,6 +193,8 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
             self._ikelog = IkeSaFile(keylog_dir_layout(gateway.options.keylog_dir)[1])
         if self.inactivity:
             self._check_inactivity()
+        if self.updown:
+            self._updown_runner = UpdownRunner()
         now = monotonic()
         for config in self.configs.values():
             starting = []
@@ -203,8 +216,14 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
                  self.source or "config", IKE_PORT, NAT_T_PORT)
 
     def close(self) -> None:
-        """Delete our IKE SAs (one INFORMATIONAL each, not waited for), stop the timer."""
+        """Delete our IKE SAs (one INFORMATIONAL each, not waited for), stop the timer; the
+        down scripts of child SAs still up run now."""
         now = monotonic()
+        if self._updown_runner is not None:
+            for reqid in list(self._updown_envs):
+                self._run_updown_down(reqid)
+            self._updown_runner.close()
+            self._updown_runner = None
         for sa in self.engine.ike_sas:
             with contextlib.suppress(Exception):
                 self.engine.delete_ike_sa(sa.name, now)
@@ -346,6 +365,33 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
                 self.gateway.ratelog("ike-send", "IKE to %s: %s", dst[0], exc.strerror)
             return
         self.counters["ike_out"] += 1
+
+    def _run_updown_up(self, state: ChildState, ev: events.ChildSaEstablished) -> None:
+        """swanctl's updown with up-client (or up-host) for each selector pair."""
+        script = self.updown.get((state.connection, state.child))
+        info = self.ike.get(ev.ike_sa)
+        if script is None or info is None or self._updown_runner is None:
+            return
+        sa = self.engine.find_ike_sa(ev.ike_sa)
+        envs = [updown_environment(
+            True, child=state.child, reqid=state.reqid, interface=self.gateway.options.tun,
+            ike_sa=ev.ike_sa, me=info.local, peer=info.remote, my_id=info.local_id,
+            peer_id=info.remote_id, my_ts=selector.local, peer_ts=selector.remote,
+            my_sourceips=sa.virtual_ips if sa else [],
+            peer_sourceips=sa.remote_virtual_ips if sa else [], nat=info.nat,
+            hostaccess=script.hostaccess) for selector in ev.selectors]
+        self._updown_envs[state.reqid] = (script, envs)
+        for env in envs:
+            self._updown_runner.submit(script.command, env)
+
+    def _run_updown_down(self, reqid: int) -> None:
+        """The same environments again, with down- verbs, once the child SA is gone."""
+        script, envs = self._updown_envs.pop(reqid, (None, []))
+        if script is None or self._updown_runner is None:
+            return
+        for env in envs:
+            self._updown_runner.submit(script.command, {
+                **env, "PLUTO_VERB": "down" + env["PLUTO_VERB"].removeprefix("up")})
 
     def sa_lifetime(self, sa: SecurityAssociation, hard: bool) -> None:
         """A child SA's SA reached rekey_bytes/rekey_packets (soft: rekey the pair) or
