@@ -367,14 +367,14 @@ def test_settings_read_but_not_acted_on_are_warned_about(tmp_path):
     """Each with a value that asks for more than ipseclab does; defaults stay quiet."""
     text = PSK_SITE.replace("version = 2", "version = 2\n          encap = yes\n"
                             "          reauth_time = 1h\n          unique = keep\n"
-                            "          keyingtries = 0\n          mobike = no")
+                            "          keyingtries = 0\n          mobike = yes")
     text = text.replace("start_action = trap", "start_action = trap\n"
                         "                inactivity = 60\n                hostaccess = yes\n"
                         "                policies = no")
     loaded = load_swanctl(write(tmp_path, "swanctl.conf", text))
     flagged = {w.split(": ")[1].split(" = ")[0].rsplit(".", 1)[1]
                for w in loaded.warnings if "is not honoured by ipseclab" in w}
-    assert flagged == {"policies"}
+    assert flagged == {"policies", "mobike"}
     assert loaded.connections["gw-gw"].encap
     config = loaded.connections["gw-gw"]
     assert config.reauth_time == 3600.0  # honoured: see tests/test_ike_reauth.py

@@ -102,6 +102,9 @@ class ConnectionLoader:
             ext.keyingtries = self.as_int(v["keyingtries"], f"{path}.keyingtries")
         kw["encap"] = ext.encap
         kw["unique"] = ext.unique
+        self.not_honoured(v, path, "mobike", ext.mobike,
+                          "MOBIKE (RFC 4555) is not implemented: an IKE SA keeps its addresses"
+                          " (and never announces MOBIKE_SUPPORTED)")
         if "vips" in v:
             kw["vips"] = self.as_list(v["vips"])
             for vip in kw["vips"]:  # type: ignore[attr-defined]
