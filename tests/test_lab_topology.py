@@ -223,6 +223,20 @@ def test_scenario_ping_pattern_too_long(tmp_path: Path) -> None:
     assert err.line == 5 and "16" in err.message
 
 
+def test_scenario_lossless_ping_and_ike_sas(tmp_path: Path) -> None:
+    write(tmp_path, GOOD)
+    text = SCENARIO.replace("pattern: hello}}", "pattern: hello, lossless: true}}", 1).replace(
+        "  - wan_only_ipsec: wan", "  - wan_only_ipsec: wan\n  - ike_sas: {{link: wan, min: 2}}")
+    s = load_scenario(write(tmp_path, text.format(topo="t.yaml"), "s.yaml"))
+    assert s.steps[1].args["lossless"] and s.steps[1].describe().endswith(", none lost")
+    (ike,) = [c for c in s.checks if c.kind == "ike_sas"]
+    assert ike.args == {"link": "wan", "min": 2} and ike.name == "ike_sas wan >= 2"
+    err = scenario_error(tmp_path, text.replace("lossless: true", "lossless: maybe"))
+    assert err.line == 5 and "lossless" in err.message
+    err = scenario_error(tmp_path, text.replace("min: 2", "min: 0"))
+    assert err.line == 8 and "min" in err.message
+
+
 def eth(ethertype: int, payload: bytes) -> bytes:
     return b"\x02" * 6 + b"\x04" * 6 + ethertype.to_bytes(2, "big") + payload
 

@@ -100,8 +100,8 @@ def run_scenario(
                     for t in scenario.captures]
         try:
             steps = list(scenario.steps)
-            if not any(s.kind == "start" for s in steps):
-                steps.insert(0, Step("start", {}, 0))
+            if not any(s.kind in ("start", "start_gateway") for s in steps):
+                steps.insert(0, Step("start", {}, 0))  # none says which to start: all
             for number, step in enumerate(steps, start=1):
                 line = f"step {number}/{len(steps)}: {step.describe()}"
                 try:
@@ -109,7 +109,7 @@ def run_scenario(
                 except IpsecLabError as exc:
                     outcome = f"FAILED: {exc}"
                     result.checks.append(CheckResult(f"step {step.describe()}", FAIL, str(exc)))
-                    if step.kind == "start":
+                    if step.kind in ("start", "start_gateway"):
                         # Traffic without its gateways would cross the WAN in the clear.
                         result.steps.append(f"{line}: {outcome}")
                         say(result.steps[-1] + "; the remaining steps are skipped")
@@ -141,6 +141,8 @@ def _run_step(lab: Lab, step: Step) -> str:
         return "done"
     if step.kind == "ping":
         res = lab.ping(a["from"], a["to"], a["count"], a["interval"], a["pattern"])
+        if a.get("lossless") and res.received < res.sent:
+            raise IpsecLabError(f"{res.sent - res.received} of {res.sent} pings lost ({res})")
         return str(res)
     if step.kind == "iperf3":
         return str(lab.iperf3(a["from"], a["to"], a["udp"], a["seconds"], a["bandwidth"]))
@@ -204,6 +206,20 @@ def check_no_plaintext(ctx: RunContext, spec: CheckSpec) -> CheckResult:
     return CheckResult(spec.name, PASS, f"absent from all {len(captured)} frames")
 
 
+def check_ike_sas(ctx: RunContext, spec: CheckSpec) -> CheckResult:
+    """At least ``min`` IKE SAs were begun on the link: IKE_SA_INIT requests with different
+    initiator SPIs (RFC 7296 §1.2; a rekey makes its IKE SA in CREATE_CHILD_SA instead)."""
+    from ipseclab.capture.decode import KeyRing, decode_capture
+
+    link, least = spec.args["link"], spec.args["min"]
+    begun = {f.ike.spi_i for f in decode_capture(ctx.pcaps[link], KeyRing())
+             if f.proto == "ike" and f.exchange == "IKE_SA_INIT" and not f.response
+             and f.ike is not None}
+    status = PASS if len(begun) >= least else FAIL
+    return CheckResult(spec.name, status, f"{len(begun)} IKE SAs begun on {link}"
+                       f" (IKE_SA_INIT with {len(begun)} initiator SPIs)")
+
+
 def check_sa_counters(ctx: RunContext, spec: CheckSpec) -> CheckResult:
     """Placeholder until gateways report SA counters; register_check('sa_counters', fn)."""
     return CheckResult(spec.name, SKIP, "no gateway reports SA counters yet")
@@ -213,4 +229,5 @@ register_check("reachable", check_reachable)
 register_check("wan_only_ipsec", check_wan_only_ipsec)
 register_check("no_plaintext", check_no_plaintext)
 register_check("sa_counters", check_sa_counters)
+register_check("ike_sas", check_ike_sas)
 

@@ -24,7 +24,7 @@ from ipseclab.lab.topology import (
 
 STEP_KINDS = ("start", "ping", "iperf3", "wait", "start_gateway", "stop_gateway",
               "restart_gateway")
-CHECK_KINDS = ("reachable", "wan_only_ipsec", "no_plaintext", "sa_counters")
+CHECK_KINDS = ("reachable", "wan_only_ipsec", "no_plaintext", "sa_counters", "ike_sas")
 MAX_PING_PATTERN = 16  # ping -p fills the payload with at most 16 pattern bytes
 
 
@@ -37,7 +37,8 @@ class Step:
     def describe(self) -> str:
         a = self.args
         if self.kind == "ping":
-            return f"ping {a['from']} -> {a['to']} x{a['count']}"
+            return (f"ping {a['from']} -> {a['to']} x{a['count']}"
+                    + (", none lost" if a.get("lossless") else ""))
         if self.kind == "iperf3":
             return f"iperf3 {a['from']} -> {a['to']} {'UDP' if a['udp'] else 'TCP'} {a['seconds']}s"
         if self.kind == "wait":
@@ -62,6 +63,8 @@ class CheckSpec:
             return f"wan_only_ipsec {a['link']}"
         if self.kind == "no_plaintext":
             return f"no_plaintext {a['link']} '{a['pattern']}'"
+        if self.kind == "ike_sas":
+            return f"ike_sas {a['link']} >= {a['min']}"
         return self.kind + "".join(f" {v}" for v in a.values())
 
 
@@ -197,11 +200,13 @@ def _parse_step(src: yn.Source, item: yaml.Node, topology: Topology) -> Step:
             raise src.error(value, f"{name} has no gateway program to {kind.split('_')[0]}", name)
         return Step(kind, {"node": name}, line)
     if kind == "ping":
-        f = yn.fields(src, value, "ping", ("from", "to", "count", "pattern", "interval"),
-                      ("from", "to"))
+        f = yn.fields(src, value, "ping", ("from", "to", "count", "pattern", "interval",
+                                           "lossless"), ("from", "to"))
         args: dict[str, Any] = _from_to(src, f, topology)
         args["count"] = yn.integer(src, f["count"][1], "count", 1) if "count" in f else 3
         args["interval"] = yn.number(src, f["interval"][1], "interval") if "interval" in f else 0.2
+        args["lossless"] = (yn.boolean(src, f["lossless"][1], "lossless") if "lossless" in f
+                            else False)
         args["pattern"] = None
         if "pattern" in f:
             pattern = yn.text(src, f["pattern"][1], "pattern")
@@ -249,6 +254,10 @@ def _parse_check(src: yn.Source, item: yaml.Node, topology: Topology,
         else:
             link_node = yn.fields(src, value, kind, ("link",), ("link",))["link"][1]
         return CheckSpec(kind, {"link": _captured(src, link_node, captures)}, line)
+    if kind == "ike_sas":
+        f = yn.fields(src, value, kind, ("link", "min"), ("link", "min"))
+        return CheckSpec(kind, {"link": _captured(src, f["link"][1], captures),
+                                "min": yn.integer(src, f["min"][1], "min", 1)}, line)
     f = yn.fields(src, value, kind, ("link", "pattern"), ("link", "pattern"))
     link = _captured(src, f["link"][1], captures)
     return CheckSpec(kind, {"link": link, "pattern": yn.text(src, f["pattern"][1], "pattern")},
