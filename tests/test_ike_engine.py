@@ -525,6 +525,32 @@ def test_encap_yes_claims_a_nat_so_both_sides_use_udp(side: str) -> None:
         assert of(ev_i, events.IkeSaEstablished)[0].local[1] == 4500
 
 
+def test_a_second_ike_sa_to_the_same_peer_sends_no_initial_contact() -> None:
+    """§2.4: INITIAL_CONTACT says "I have no other IKE SA with you"; a second IKE SA to a
+    peer we are in contact with must not send it, or the peer would drop the first."""
+    ci, cr = configs()
+    i = IkeEngine(ci, rng=random.Random(1).randbytes)
+    r = IkeEngine(cr, rng=random.Random(2).randbytes)
+
+    def run(now: float) -> None:
+        for _ in range(10):
+            out = [(r, d) for d in i.datagrams_to_send()] + [(i, d) for d in r.datagrams_to_send()]
+            if not out:
+                return
+            for receiver, (data, src, dst) in out:
+                receiver.receive_datagram(data, src, dst, now)
+
+    i.initiate("site", 0.0)
+    run(0.0)
+    (first,) = of(drain(r), events.IkeSaEstablished)
+    i.initiate("site", 1.0)
+    run(1.0)
+    later = drain(r)
+    assert len(of(later, events.IkeSaEstablished)) == 1
+    assert not of(later, events.IkeSaDeleted)  # the first IKE SA lives on
+    assert first.ike_sa in {sa.name for sa in r.ike_sas} and len(r.ike_sas) == 2
+
+
 def test_unique_keep_refuses_a_second_address_but_not_a_reauthentication() -> None:
     """``unique = keep``: moon at .3 is refused while moon at .1 has an IKE SA (even with
     INITIAL_CONTACT); moon at .1 reauthenticating itself is not (§2.8.3)."""

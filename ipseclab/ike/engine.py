@@ -369,6 +369,13 @@ class IkeEngine:
         for other in self._older_duplicates(sa):
             other._delete(now, "replaced after INITIAL_CONTACT", by_peer=True)
 
+    def _in_contact(self, sa: IkeSa) -> bool:
+        """Another established IKE SA of ours with the peer of ``sa`` (its address and our
+        config): then ``sa`` must not send INITIAL_CONTACT (§2.4)."""
+        return any(other is not sa and other.state is State.ESTABLISHED
+                   and other.config is sa.config and other.remote[0] == sa.remote[0]
+                   for other in self._sas.values())
+
     def _unique_replace(self, sa: IkeSa, now: float) -> None:
         """swanctl's ``unique = replace``: an older IKE SA of the same peer identity goes, with
         a Delete, since its peer may still think it alive (§1.4.1)."""

@@ -265,8 +265,10 @@ class IkeAuthExchange:
             return
         self.local_id = describe_id(idi)
         inner: list[Payload] = [idi, *self._cert_payloads()]
-        if config.send_initial_contact and self._reauth_of is None:
-            # Not when reauthenticating: the old SAs must live until we delete them (§2.4).
+        if (config.send_initial_contact and self._reauth_of is None
+                and not self.engine._in_contact(self)):
+            # §2.4: only when we have no other IKE SA with this peer, which the peer would
+            # drop (and not when reauthenticating: the old SAs live until we delete them).
             inner.append(Notify(NotifyType.INITIAL_CONTACT))
         inner += self._certreq_payloads(config)
         if config.remote_id and config.remote_id != "%any":
