@@ -633,3 +633,55 @@ def test_unique_policy(unique: str, initial_contact: bool, old_survives: bool,
     assert (first.ike_sa not in deleted) is old_survives
     told = of(drain(peers[I_ADDR]), events.IkeSaDeleted)
     assert bool(told) is peer_told
+
+
+# -- childless IKE SAs (RFC 6023) -------------------------------------------------------------
+
+
+def test_childless_force_makes_the_first_child_sa_by_create_child_sa() -> None:
+    """The responder announces CHILDLESS_IKEV2_SUPPORTED; ``childless = force`` then sends
+    IKE_AUTH without SA/TSi/TSr and asks for the child SA in CREATE_CHILD_SA, with its own
+    DH exchange when the ESP proposals name a group (the reason to want it)."""
+    import dataclasses
+
+    ci, cr = configs(esp_proposals="aes128gcm16-x25519")
+    ci = dataclasses.replace(ci, childless="force")
+    _, _, ev_i, ev_r, seen = establish(ci, cr)
+    exchanges = [(who, parse_message(d).exchange_type.name) for who, d in seen]
+    assert exchanges == [("i", "IKE_SA_INIT"), ("r", "IKE_SA_INIT"), ("i", "IKE_AUTH"),
+                         ("r", "IKE_AUTH"), ("i", "CREATE_CHILD_SA"), ("r", "CREATE_CHILD_SA")]
+    init_response = parse_message(seen[1][1])
+    assert init_response.notifies(NotifyType.CHILDLESS_IKEV2_SUPPORTED)
+    (child_i,), (child_r,) = of(ev_i, events.ChildSaEstablished), of(ev_r,
+                                                                     events.ChildSaEstablished)
+    assert child_i.outbound.encryption_key == child_r.inbound.encryption_key
+    assert child_i.proposal == "aes128gcm16-x25519"  # PFS: a KE in the CREATE_CHILD_SA
+    assert not of(ev_i, events.ChildSaFailed) and not of(ev_r, events.ChildSaFailed)
+
+
+def test_childless_force_needs_the_responders_announcement() -> None:
+    import dataclasses
+
+    ci, cr = configs()
+    ci, cr = dataclasses.replace(ci, childless="force"), dataclasses.replace(cr, childless="never")
+    i, _, ev_i, _, seen = establish(ci, cr)
+    assert not parse_message(seen[1][1]).notifies(NotifyType.CHILDLESS_IKEV2_SUPPORTED)
+    (failed,) = of(ev_i, events.NegotiationFailed)
+    assert "does not announce childless IKE SAs" in failed.reason
+    assert not i.ike_sas
+
+
+def test_childless_never_refuses_an_ike_auth_without_a_child_sa() -> None:
+    import dataclasses
+
+    ci, cr = configs()
+    ci = dataclasses.replace(ci, children=[])  # initiated without children: childless
+    cr = dataclasses.replace(cr, childless="never")
+    _, r, ev_i, ev_r, _ = establish(ci, cr)
+    (failed,) = of(ev_r, events.NegotiationFailed)
+    assert failed.notify == NotifyType.INVALID_SYNTAX and "childless = never" in failed.reason
+    assert not r.ike_sas and not of(ev_i, events.IkeSaEstablished)
+    # the same with childless = allow: an IKE SA without child SAs
+    ci, cr = configs()
+    _, _, ev_i, _, _ = establish(dataclasses.replace(ci, children=[]), cr)
+    assert of(ev_i, events.IkeSaEstablished) and not of(ev_i, events.ChildSaEstablished)

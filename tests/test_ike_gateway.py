@@ -445,3 +445,36 @@ def test_updown_scripts_run_as_child_sas_come_and_go(tmp_path: Path) -> None:
     gw2 = (tmp_path / "gw2.log").read_text().splitlines()
     assert [line.split()[1] for line in gw2] == ["up-client", "down-client"] * 2, gw2
     assert gw2[0].endswith("192.0.2.2 192.0.2.1 10.2.0.0/24 10.1.0.0/24")
+
+
+@needs_charon
+@pytest.mark.parametrize("forcing", ["ours", "charon"])
+def test_childless_ike_sas_with_strongswan(forcing: str, tmp_path: Path) -> None:
+    """RFC 6023 with ``childless = force`` on the initiating side, ours or charon's: IKE_AUTH
+    without a child SA, the child SA by CREATE_CHILD_SA; the responder announced support in
+    IKE_SA_INIT (ipseclab and charon both do by default)."""
+    ours = tmp_path / "gw1.swanctl.conf"
+    theirs = tmp_path / "gw2.swanctl.conf"
+    force, start = "childless = force", "start_action = start"
+    ours.write_text(conf(1, force if forcing == "ours" else "",
+                         start if forcing == "ours" else ""))
+    theirs.write_text(conf(2, force if forcing == "charon" else "",
+                           start if forcing == "charon" else ""))
+    gateways = {"gw1": GatewaySpec("ipseclab", (ours,), {}),
+                "gw2": GatewaySpec("strongswan", (theirs,))}
+    with Lab("site-to-site", tmp_path / "lab", gateways, start_gateways=False) as lab:
+        first, second = ("gw2", "gw1") if forcing == "ours" else ("gw1", "gw2")
+        lab.start_gateway(first)
+        lab.start_gateway(second)
+        up = wait_until(lambda: any(i["children"] for i in ctl(lab, "gw1", "list-ike-sas")),
+                        15)
+        log = (lab.workdir / "gw1" / "gateway.log").read_text()
+        assert up is not None, log
+        request = "sent to" if forcing == "ours" else "received from"
+        auth = re.search(rf"{request} 192\.0\.2\.2\[\d+\]: IKE_AUTH #1 request from"
+                         r" initiator: SK\{IDi, [^}]*\}", log)
+        assert auth and "AUTH" in auth[0] and "TSi" not in auth[0], log  # no SA, TSi, TSr
+        assert re.search(r"CREATE_CHILD_SA #2 request from initiator: SK\{SA, Ni, (KE, )?TSi, TSr",
+                         log), log
+        assert ping_replies(lab, "h1", "h2", 3, 0.2) == (3, 3)
+        assert "Traceback" not in log

@@ -102,6 +102,12 @@ class ConnectionLoader:
             ext.keyingtries = self.as_int(v["keyingtries"], f"{path}.keyingtries")
         kw["encap"] = ext.encap
         kw["unique"] = ext.unique
+        if "childless" in v:
+            kw["childless"] = self.choice(v["childless"], f"{path}.childless",
+                                          ("allow", "force", "never"))
+            self.not_honoured(v, path, "childless", kw["childless"] == "force",
+                              "as responder ipseclab also accepts an IKE_AUTH with a child SA"
+                              " (as initiator it starts childless)")
         self.not_honoured(v, path, "mobike", ext.mobike,
                           "MOBIKE (RFC 4555) is not implemented: an IKE SA keeps its addresses"
                           " (and never announces MOBIKE_SUPPORTED)")

@@ -49,8 +49,8 @@ HASHES = {"sha1", "sha256", "sha384", "sha512", "identity", "sha3_256", "sha3_38
 CONN_MAPPED = {"version", "local_addrs", "remote_addrs", "local_port", "remote_port",
                 "proposals", "dpd_delay", "dpd_timeout", "rekey_time", "reauth_time",
                 "over_time", "rand_time", "encap", "mobike", "fragmentation", "send_certreq",
-                "send_cert", "pools", "keyingtries", "unique", "vips"}
-CONN_IGNORED = {"aggressive", "pull", "dscp", "childless", "ppk_id", "ppk_required",
+                "send_cert", "pools", "keyingtries", "unique", "vips", "childless"}
+CONN_IGNORED = {"aggressive", "pull", "dscp", "ppk_id", "ppk_required",
                  "if_id_in", "if_id_out", "mediation", "mediated_by", "mediation_peer"}
 LOCAL_KEYS = {"round", "certs", "pubkeys", "auth", "id", "eap_id", "aaa_id", "xauth_id"}
 REMOTE_KEYS = {"round", "id", "eap_id", "groups", "cert_policy", "certs", "cacerts", "ca_id",

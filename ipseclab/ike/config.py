@@ -226,6 +226,9 @@ class IkeConfig:
     fragmentation: str = "yes"  # yes | accept | force | no (RFC 7383, as swanctl.conf)
     encap: bool = False  # swanctl's encap: claim a NAT (RFC 7296 §2.23) so ESP goes in UDP
     unique: str = "no"  # swanctl's unique: no | never | replace | keep
+    # swanctl's childless (RFC 6023): allow (announce it, accept childless IKE_AUTH), force
+    # (initiate childless: the first child SA by CREATE_CHILD_SA), never
+    childless: str = "allow"
 
     def __post_init__(self) -> None:
         if isinstance(self.psk, str):
@@ -241,6 +244,9 @@ class IkeConfig:
         if self.send_cert not in ("always", "ifasked", "never"):
             raise ConfigError(f"connection {self.name}: send_cert must be always, ifasked or"
                               " never", token=self.send_cert)
+        if self.childless not in ("allow", "force", "never"):
+            raise ConfigError(f"connection {self.name}: childless must be allow, force or"
+                              " never", token=self.childless)
         if self.revocation not in ("relaxed", "ifuri", "strict"):
             raise ConfigError(f"connection {self.name}: revocation must be relaxed, ifuri or"
                               " strict", token=self.revocation)

@@ -511,6 +511,8 @@ class IkeEngine:
             *sa._natd_notifies(),
             *sa_init_extras(candidates),
         ]
+        if any(c.childless != "never" for c in candidates):
+            payloads.append(Notify(NotifyType.CHILDLESS_IKEV2_SUPPORTED))  # RFC 6023 §3
         if message.notifies(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) and any(
                 c.fragmentation != "no" for c in candidates):
             payloads.append(Notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))  # RFC 7383 §2.3

@@ -54,6 +54,9 @@ from ipseclab.ike.payloads import (
     IDi,
     IDr,
     Notify,
+    SecurityAssociation,
+    TSi,
+    TSr,
 )
 from ipseclab.ike.sa_common import State
 from ipseclab.ike.sa_common import find_payload as _find
@@ -256,6 +259,14 @@ class IkeAuthExchange:
     def _send_auth(self: IkeSa, now: float) -> None:
         config = self.config
         assert config is not None
+        if config.childless == "force":
+            # RFC 6023: IKE_AUTH without a child SA; the first comes by CREATE_CHILD_SA
+            # (with its own DH exchange when its proposals name a group).
+            if not self.peer_childless:
+                self._fail(now, NotifyType.NO_PROPOSAL_CHOSEN, "childless = force, but the"
+                           " responder does not announce childless IKE SAs (RFC 6023)")
+                return
+            self._after_auth, self.child_config = self.child_config, None
         try:
             idi = self._own_id(IDi)
             auth = self._own_auth(idi, self.init_request, self.nr, self.sk_pi)
@@ -327,6 +338,9 @@ class IkeAuthExchange:
         self._read_auth_lifetime(notifies, now)
         if self.child_config is not None:
             self._finish_child_initiator(inner, notifies, now)
+        if self._after_auth is not None:
+            self.create_child(self._after_auth, now)
+            self._after_auth = None
         if self._reauth_of is not None:
             self._reauth_established(now)
 
@@ -405,6 +419,13 @@ class IkeAuthExchange:
         self.remote_id = describe_id(idi)
         self.local_id = describe_id(reply[0])  # type: ignore[arg-type]
         if config.unique == "keep" and self._refused_by_keep(message, now):
+            return
+        if config.childless == "never" and all(
+                _find(inner, cls) is None for cls in (SecurityAssociation, TSi, TSr)):
+            # We did not announce RFC 6023, so IKE_AUTH must carry SA, TSi and TSr (§1.2).
+            self._respond(message, [Notify(NotifyType.INVALID_SYNTAX)])
+            self._fail(now, NotifyType.INVALID_SYNTAX,
+                       "IKE_AUTH without a child SA, and childless = never")
             return
         notifies = [p for p in inner if isinstance(p, Notify)]
         if (any(n.notify_type == NotifyType.INITIAL_CONTACT for n in notifies)

@@ -157,6 +157,8 @@ class IkeSa(IkeAuthExchange, CreateChildExchange, InformationalExchange, Reauthe
         self._last_response: tuple[int, bytes] | None = None
         self._last_response_more: tuple[bytes, ...] = ()  # its other fragments (RFC 7383)
         self.peer_fragmentation = False  # both announced IKEV2_FRAGMENTATION_SUPPORTED
+        self.peer_childless = False  # the responder announced CHILDLESS_IKEV2_SUPPORTED
+        self._after_auth: ChildConfig | None = None  # first child SA of a childless IKE SA
         self._reassembly = {False: Reassembly(engine.fragment_limits),  # requests
                             True: Reassembly(engine.fragment_limits)}  # responses
         self._deleting: set[int] = set()  # inbound SPIs of child SAs we asked to delete
@@ -561,6 +563,7 @@ class IkeSa(IkeAuthExchange, CreateChildExchange, InformationalExchange, Reauthe
         self.peer_hashes, self.peer_certreq = read_sa_init_extras(message.payloads)
         self.peer_fragmentation = config.fragmentation != "no" and bool(
             message.notifies(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+        self.peer_childless = bool(message.notifies(NotifyType.CHILDLESS_IKEV2_SUPPORTED))
         self._pending = None
         self._derive(proposal, g_ir, now=now)
         self.nat_detected = self._check_natd(message, self.spi_r)
