@@ -16,6 +16,7 @@ reference peer (it always UDP-encapsulates, so our NAT-T data plane is used agai
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -27,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from ipseclab.drivers.cli_gateway import request_gateway
+from ipseclab.errors import IpsecLabError
 from ipseclab.lab import strongswan
 from ipseclab.lab.api import Lab
 from ipseclab.lab.runner import run_scenario
@@ -110,6 +112,27 @@ def ping_replies(lab: Lab, src: str, dst: str, count: int, interval: float) -> t
     m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
     assert m, out
     return int(m[1]), int(m[2])
+
+
+@contextlib.contextmanager
+def against_charon(tmp_path: Path, ours: tuple[str, str], theirs: tuple[str, str],
+                   initiator: str = "gw1"):
+    """gw1 runs ipseclab, gw2 charon, each with ``conf(side, ike_extra, child_extra)``; the
+    responder starts first, then the initiator; yields the lab once gw1 has a child SA."""
+    paths = []
+    for side, (ike_extra, child_extra) in ((1, ours), (2, theirs)):
+        path = tmp_path / f"gw{side}.swanctl.conf"
+        path.write_text(conf(side, ike_extra, child_extra))
+        paths.append(path)
+    gateways = {"gw1": GatewaySpec("ipseclab", (paths[0],), {}),
+                "gw2": GatewaySpec("strongswan", (paths[1],))}
+    with Lab("site-to-site", tmp_path / "lab", gateways, start_gateways=False) as lab:
+        lab.start_gateway("gw2" if initiator == "gw1" else "gw1")
+        lab.start_gateway(initiator)
+        up = wait_until(lambda: any(i["children"] for i in ctl(lab, "gw1", "list-ike-sas")),
+                        15)
+        assert up is not None, (lab.workdir / "gw1" / "gateway.log").read_text()
+        yield lab
 
 
 def tshark(pcap: Path, confdir: Path, display: str, *fields: str,
@@ -306,18 +329,8 @@ def test_ours_reauthenticates_strongswan_without_loss(tmp_path: Path) -> None:
     """reauth_time (RFC 7296 §2.8.3), make-before-break: a new IKE SA and child SA from
     scratch every 4-5 s while h1 pings h2; the old IKE SA goes only after, so the child SA's
     reqid, policies and traffic carry on; charon sees a new IKE SA each time."""
-    ours = tmp_path / "gw1.swanctl.conf"
-    ours.write_text(conf(1, "rekey_time = 0s\n    reauth_time = 5s", "start_action = start"))
-    theirs = tmp_path / "gw2.swanctl.conf"
-    theirs.write_text(conf(2))
-    gateways = {"gw1": GatewaySpec("ipseclab", (ours,), {}),
-                "gw2": GatewaySpec("strongswan", (theirs,))}
-    with Lab("site-to-site", tmp_path / "lab", gateways, start_gateways=False) as lab:
-        lab.start_gateway("gw2")
-        lab.start_gateway("gw1")
-        up = wait_until(lambda: any(i["children"] for i in ctl(lab, "gw1", "list-ike-sas")),
-                        10)
-        assert up is not None, (lab.workdir / "gw1" / "gateway.log").read_text()
+    with against_charon(tmp_path, ("rekey_time = 0s\n    reauth_time = 5s",
+                                   "start_action = start"), ("", "")) as lab:
         (first,) = ctl(lab, "gw1", "list-ike-sas")
         sent, received = ping_replies(lab, "h1", "h2", 110, 0.1)
         log = (lab.workdir / "gw1" / "gateway.log").read_text()
@@ -339,18 +352,9 @@ def test_ours_reauthenticates_strongswan_without_loss(tmp_path: Path) -> None:
 def test_strongswan_reauthenticates_us_as_our_auth_lifetime_asks(tmp_path: Path) -> None:
     """Our reauth_time as responder goes to charon as AUTH_LIFETIME (RFC 4478); charon (the
     initiator) reauthenticates before it runs out, and the tunnel carries on."""
-    ours = tmp_path / "gw1.swanctl.conf"
-    ours.write_text(conf(1, "rekey_time = 0s\n    reauth_time = 30s"))
-    theirs = tmp_path / "gw2.swanctl.conf"
-    theirs.write_text(conf(2, "rekey_time = 0s\n    over_time = 26s", "start_action = start"))
-    gateways = {"gw1": GatewaySpec("ipseclab", (ours,), {}),
-                "gw2": GatewaySpec("strongswan", (theirs,))}
-    with Lab("site-to-site", tmp_path / "lab", gateways, start_gateways=False) as lab:
-        lab.start_gateway("gw1")
-        lab.start_gateway("gw2")
-        up = wait_until(lambda: any(i["children"] for i in ctl(lab, "gw1", "list-ike-sas")),
-                        10)
-        assert up is not None, (lab.workdir / "gw1" / "gateway.log").read_text()
+    with against_charon(tmp_path, ("rekey_time = 0s\n    reauth_time = 30s", ""),
+                        ("rekey_time = 0s\n    over_time = 26s", "start_action = start"),
+                        initiator="gw2") as lab:
         (first,) = ctl(lab, "gw1", "list-ike-sas")
         assert not first["initiator"]
         # AUTH_LIFETIME 30 s minus charon's over_time 26 s: charon reauthenticates at ~4 s.
@@ -371,7 +375,7 @@ def test_strongswan_reauthenticates_us_as_our_auth_lifetime_asks(tmp_path: Path)
         assert ours_ is not None, log
         assert f"reauthenticating {theirs_['name']}" in log
         assert ping_replies(lab, "h1", "h2", 5, 0.2) == (5, 5)
-        with pytest.raises(Exception, match="no established IKE SA or connection named 'x'"):
+        with pytest.raises(IpsecLabError, match="no established IKE SA or connection named 'x'"):
             ctl(lab, "gw1", "reauth", target="x")
         assert "Traceback" not in log
 
@@ -453,23 +457,11 @@ def test_childless_ike_sas_with_strongswan(forcing: str, tmp_path: Path) -> None
     """RFC 6023 with ``childless = force`` on the initiating side, ours or charon's: IKE_AUTH
     without a child SA, the child SA by CREATE_CHILD_SA; the responder announced support in
     IKE_SA_INIT (ipseclab and charon both do by default)."""
-    ours = tmp_path / "gw1.swanctl.conf"
-    theirs = tmp_path / "gw2.swanctl.conf"
-    force, start = "childless = force", "start_action = start"
-    ours.write_text(conf(1, force if forcing == "ours" else "",
-                         start if forcing == "ours" else ""))
-    theirs.write_text(conf(2, force if forcing == "charon" else "",
-                           start if forcing == "charon" else ""))
-    gateways = {"gw1": GatewaySpec("ipseclab", (ours,), {}),
-                "gw2": GatewaySpec("strongswan", (theirs,))}
-    with Lab("site-to-site", tmp_path / "lab", gateways, start_gateways=False) as lab:
-        first, second = ("gw2", "gw1") if forcing == "ours" else ("gw1", "gw2")
-        lab.start_gateway(first)
-        lab.start_gateway(second)
-        up = wait_until(lambda: any(i["children"] for i in ctl(lab, "gw1", "list-ike-sas")),
-                        15)
+    forcing_side = ("childless = force", "start_action = start")
+    with against_charon(tmp_path, forcing_side if forcing == "ours" else ("", ""),
+                        forcing_side if forcing == "charon" else ("", ""),
+                        initiator="gw1" if forcing == "ours" else "gw2") as lab:
         log = (lab.workdir / "gw1" / "gateway.log").read_text()
-        assert up is not None, log
         request = "sent to" if forcing == "ours" else "received from"
         auth = re.search(rf"{request} 192\.0\.2\.2\[\d+\]: IKE_AUTH #1 request from"
                          r" initiator: SK\{IDi, [^}]*\}", log)
