@@ -470,3 +470,28 @@ def test_childless_ike_sas_with_strongswan(forcing: str, tmp_path: Path) -> None
                          log), log
         assert ping_replies(lab, "h1", "h2", 3, 0.2) == (3, 3)
         assert "Traceback" not in log
+
+
+def test_an_ah_child_sa_between_two_ipseclab_gateways(tmp_path: Path) -> None:
+    """ah_proposals = sha256 on both: IKEv2 negotiates an AH child SA (RFC 4302; protocol 2
+    in the SA payload), and the WAN carries AH (IP protocol 51) instead of ESP. strongSwan's
+    kernel-libipsec has no AH, so only ipseclab can be the peer here."""
+    from ipseclab.lab.capture import frames
+
+    paths = []
+    for side, extra in ((1, "start_action = start"), (2, "")):
+        path = tmp_path / f"gw{side}.swanctl.conf"
+        path.write_text(conf(side, child_extra=extra).replace(
+            "esp_proposals = aes128gcm16", "ah_proposals = sha256"))
+        paths.append(path)
+    gateways = {f"gw{i}": GatewaySpec("ipseclab", (p,), {}) for i, p in enumerate(paths, 1)}
+    with Lab("site-to-site", tmp_path / "lab", gateways) as lab:
+        up = wait_until(lambda: len(ctl(lab, "gw1", "list-sas")) == 2, 10)
+        assert up is not None, (lab.workdir / "gw1" / "gateway.log").read_text()
+        with lab.capture("wan") as pcap:
+            assert ping_replies(lab, "h1", "h2", 5, 0.05) == (5, 5)
+        sas = ctl(lab, "gw1", "list-sas")
+        assert {sa["protocol"] for sa in sas} == {"ah"}, sas
+        assert all(sa["packets"] >= 5 and sa["auth_failed"] == 0 for sa in sas), sas
+        protos = [f.proto for f in frames(pcap) if f.kind == "ipv4" and f.proto != 17]
+        assert protos.count(51) >= 10 and 50 not in protos, protos

@@ -200,6 +200,7 @@ def test_transport_host_to_host(tmp_path):
     assert child.mode == "transport" and child.esp_proposals == "default"
     assert (child.rekey_time, child.life_time) == (3600, 7200)
     assert loaded.extras["host-host"].children["host-host"].ah_proposals == "sha256"
+    assert child.protocol == "ah"
     assert conn.psk == b'a secret with # and "quotes"'
     assert conn.local_id == "" and conn.remote_id == "%any"
 
@@ -355,12 +356,19 @@ def test_addresses_subnets_ranges_and_names(tmp_path):
     assert config.endpoints() == ("192.0.2.1", "198.51.100.1")
 
 
-def test_ah_proposals_are_read_but_warned_about(tmp_path):
+def test_ah_proposals_make_an_ah_child_sa(tmp_path):
     text = PSK_SITE.replace("esp_proposals = aes128gcm16-x25519", "ah_proposals = sha256")
     loaded = load_swanctl(write(tmp_path, "swanctl.conf", text))
-    assert loaded.extras["gw-gw"].children["net-net"].ah_proposals
-    (warning,) = [w for w in loaded.warnings if "ESP child SAs only" in w]
+    child = loaded.connections["gw-gw"].child("net-net")
+    assert (child.protocol, child.protocol_id, child.ah_proposals) == ("ah", 2, "sha256")
+    assert [str(p) for p in child.proposals] == ["sha256"]
+    assert not [w for w in loaded.warnings if "ah_proposals" in w]
+    both = PSK_SITE.replace("esp_proposals = aes128gcm16-x25519",
+                            "esp_proposals = aes128gcm16\n                ah_proposals = sha256")
+    loaded = load_swanctl(write(tmp_path, "both.conf", both))
+    (warning,) = [w for w in loaded.warnings if "a bundle" in w]
     assert warning.split(": ")[1] == "connections.gw-gw.children.net-net.ah_proposals"
+    assert loaded.connections["gw-gw"].child("net-net").protocol == "ah"
 
 
 def test_settings_read_but_not_acted_on_are_warned_about(tmp_path):

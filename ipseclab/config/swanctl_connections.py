@@ -283,10 +283,12 @@ class ConnectionLoader:
                                                  "esp")
         if "ah_proposals" in v:
             ext.ah_proposals = self.proposals(v["ah_proposals"], f"{path}.ah_proposals", "ah")
-            self.warnings.append(
-                f"{v['ah_proposals'].file}:{v['ah_proposals'].line}: {path}.ah_proposals:"
-                " ipseclab's IKE negotiates ESP child SAs only (AH works with manual SAs);"
-                " this child proposes its esp_proposals")
+            kw["ah_proposals"] = ext.ah_proposals
+            if "esp_proposals" in v:
+                self.warnings.append(
+                    f"{v['ah_proposals'].file}:{v['ah_proposals'].line}: {path}.ah_proposals:"
+                    " AH and ESP together (a bundle) is not supported by ipseclab; this child"
+                    " negotiates AH only, its esp_proposals are not offered")
         rekey = self.time(v["rekey_time"], f"{path}.rekey_time") if "rekey_time" in v else 3600.0
         life = (self.time(v["life_time"], f"{path}.life_time") if "life_time" in v
                 else rekey + rekey / 10)
@@ -310,6 +312,8 @@ class ConnectionLoader:
             kw["tfc_padding"] = ("mtu" if text == "mtu"
                                  else self.as_int(v["tfc_padding"], f"{path}.tfc_padding",
                                                   0, 65535))
+            self.not_honoured(v, path, "tfc_padding", "ah_proposals" in kw,
+                              "TFC padding is ESP's (RFC 4303 §2.7); this child uses AH")
         if "replay_window" in v:
             kw["replay_window"] = self.as_int(v["replay_window"], f"{path}.replay_window")
         if "start_action" in v:

@@ -303,7 +303,10 @@ def format_conns(conns: list[dict[str, Any]]) -> str:
                          .replace("TUNNEL", ch["mode"].upper()))
             lines.append(f"    local:  {' '.join(ch['local_ts'])}")
             lines.append(f"    remote: {' '.join(ch['remote_ts'])}")
-            lines.append(f"    esp proposals: {ch['esp_proposals']}")
+            if ch.get("protocol") == "ah":
+                lines.append(f"    ah proposals: {ch['ah_proposals']}")
+            else:
+                lines.append(f"    esp proposals: {ch['esp_proposals']}")
     return "\n".join(lines) or "no connections"
 
 

@@ -126,6 +126,7 @@ class IkeControl:
             "children": [{
                 "name": ch.name, "mode": ch.mode, "local_ts": ch.local_ts,
                 "remote_ts": ch.remote_ts, "esp_proposals": ch.esp_proposals,
+                "protocol": ch.protocol, "ah_proposals": ch.ah_proposals,
                 "rekey_time": ch.rekey_time, "rekey_bytes": ch.rekey_bytes,
                 "rekey_packets": ch.rekey_packets, "tfc_padding": ch.tfc_padding,
                 "start_action": ch.start_action,

@@ -379,7 +379,8 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
             peer_id=info.remote_id, my_ts=selector.local, peer_ts=selector.remote,
             my_sourceips=sa.virtual_ips if sa else [],
             peer_sourceips=sa.remote_virtual_ips if sa else [], nat=info.nat,
-            hostaccess=script.hostaccess) for selector in ev.selectors]
+            hostaccess=script.hostaccess, protocol=str(ev.inbound.protocol))
+            for selector in ev.selectors]
         self._updown_envs[state.reqid] = (script, envs)
         for env in envs:
             self._updown_runner.submit(script.command, env)
@@ -475,10 +476,11 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
     def _policies(self, ev: events.ChildSaEstablished) -> list[Policy]:
         out_sa, in_sa = ev.outbound, ev.inbound
         mode = ev.mode
-        out_t = Template("esp", mode, src=out_sa.src, dst=out_sa.dst, reqid=ev.reqid)
+        out_t = Template(str(out_sa.protocol), mode, src=out_sa.src, dst=out_sa.dst,
+                         reqid=ev.reqid)
         # in/fwd: any SA of ours may carry it (a duplicate child SA of the same traffic too);
         # each SA still checks the inner packet against its own selector.
-        in_t = Template("esp", mode, src=in_sa.src, dst=in_sa.dst)
+        in_t = Template(str(in_sa.protocol), mode, src=in_sa.src, dst=in_sa.dst)
         policies = []
         for selector in ev.selectors:
             prio = policy_priority(selector)

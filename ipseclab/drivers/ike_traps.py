@@ -53,8 +53,9 @@ class IkeTraps:
             log.warning("%s: start_action=trap needs concrete local and remote addresses",
                         config.name)
             return
-        template = (Template("esp", "tunnel", src=local, dst=remote, reqid=reqid)
-                    if child.mode == "tunnel" else Template("esp", "transport", reqid=reqid))
+        template = (Template(child.protocol, "tunnel", src=local, dst=remote, reqid=reqid)
+                    if child.mode == "tunnel" else Template(child.protocol, "transport",
+                                                            reqid=reqid))
         selectors = Selector.from_ts_lists(child.selectors("local", local),
                                            child.selectors("remote", remote))
         self.book.add(f"trap:{config.name}/{child.name}",

@@ -64,7 +64,8 @@ def updown_environment(up: bool, *, child: str, reqid: int, interface: str, ike_
                        my_ts: TrafficSelector, peer_ts: TrafficSelector,
                        my_sourceips: list[str] = (),  # type: ignore[assignment]
                        peer_sourceips: list[str] = (),  # type: ignore[assignment]
-                       nat: bool = False, hostaccess: bool = False) -> dict[str, str]:
+                       nat: bool = False, hostaccess: bool = False,
+                       protocol: str = "esp") -> dict[str, str]:
     """The environment of one updown run (strongSwan's names and formats)."""
     my_client = _client(my_ts)
     host = ipaddress.ip_network(my_client) == ipaddress.ip_network(me[0])
@@ -73,7 +74,7 @@ def updown_environment(up: bool, *, child: str, reqid: int, interface: str, ike_
     env = dict(_ENV)
     env.update({
         "PLUTO_VERSION": "1.1", "PLUTO_VERB": verb, "PLUTO_CONNECTION": child,
-        "PLUTO_INTERFACE": interface, "PLUTO_REQID": str(reqid), "PLUTO_PROTO": "esp",
+        "PLUTO_INTERFACE": interface, "PLUTO_REQID": str(reqid), "PLUTO_PROTO": protocol,
         "PLUTO_UNIQUEID": ike_sa, "PLUTO_ME": me[0], "PLUTO_MY_ID": my_id,
         "PLUTO_MY_CLIENT": my_client, "PLUTO_MY_PORT": _port(my_ts),
         "PLUTO_MY_PROTOCOL": str(my_ts.proto), "PLUTO_PEER": peer[0],

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from ipseclab.crypto.dh import DhPrivate
 from ipseclab.crypto.prf import PrfAlgorithm
 from ipseclab.crypto.proposals import Proposal
+from ipseclab.errors import ConfigError
 from ipseclab.ike.config import ChildConfig
 from ipseclab.ike.keys import child_keys
 from ipseclab.ipsec.lifetime import Lifetime
@@ -98,7 +99,7 @@ def build_child_sas(child: ChildSa, *, initiator: bool, prf: PrfAlgorithm, sk_d:
     limits) goes to both SAs, ``tfc_padding`` to the outbound one (RFC 4303 §2.7).
     """
     proposal = child.proposal
-    encryption = proposal.encryption[0]
+    encryption = proposal.encryption[0] if proposal.encryption else None  # None: AH
     integrity = proposal.integrity[0] if proposal.integrity else None
     keys = child_keys(prf, sk_d, ni, nr, encryption, integrity, g_ir)
     i_to_r = (keys.encr_i, keys.integ_i)
@@ -108,14 +109,19 @@ def build_child_sas(child: ChildSa, *, initiator: bool, prf: PrfAlgorithm, sk_d:
     selector = pairs[0] if len(pairs) == 1 else None
     esn = bool(proposal.esn and proposal.esn[0])
     mode = Mode(child.mode)
-    common = dict(protocol="esp", mode=mode, encryption=encryption, integrity=integrity,
+    protocol = child.config.protocol
+    if protocol == "ah" and nat:
+        raise ConfigError(f"child {child.config.name}: AH cannot cross the NAT found between"
+                          " the peers (its ICV covers the addresses; RFC 3948 is for ESP)")
+    common = dict(protocol=protocol, mode=mode, encryption=encryption, integrity=integrity,
                   replay_window=child.config.replay_window, esn=esn, reqid=child.reqid,
                   selector=selector, lifetime=lifetime)
     here, there = _address(local[0]), _address(remote[0])
     child.outbound = SecurityAssociation(
         child.spi_out, here, there, encryption_key=out_keys[0],
         integrity_key=out_keys[1], encap=UdpEncap(local[1], remote[1]) if nat else None,
-        tfc_padding=tfc_padding if mode is Mode.TUNNEL else 0, **common)
+        tfc_padding=tfc_padding if mode is Mode.TUNNEL and protocol == "esp" else 0,
+        **common)
     child.inbound = SecurityAssociation(
         child.spi_in, there, here, encryption_key=in_keys[0],
         integrity_key=in_keys[1], encap=UdpEncap(remote[1], local[1]) if nat else None,

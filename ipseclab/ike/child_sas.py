@@ -66,7 +66,7 @@ class ChildSaMaking:
                             child.selectors("remote", self._dynamic("remote")))
         inner += [
             negotiation.sa_payload_for(negotiation.without_dh(child.proposals),
-                                       ProtocolId.ESP, self._child_spi.to_bytes(4, "big")),
+                                       child.protocol_id, self._child_spi.to_bytes(4, "big")),
             TSi(negotiation.selectors_to_wire(self._offered_ts[0])),
             TSr(negotiation.selectors_to_wire(self._offered_ts[1])),
         ]
@@ -99,7 +99,7 @@ class ChildSaMaking:
                         reason=f"responder answered {_notify_name(notify)}")
             return
         choice = negotiation.accept_choice(negotiation.without_dh(child.proposals), sa,
-                                           ProtocolId.ESP)
+                                           child.protocol_id)
         local_ts = negotiation.selectors_from_wire(tsi.selectors)
         remote_ts = negotiation.selectors_from_wire(tsr.selectors)
         offered_local, offered_remote = self._offered_ts
@@ -121,7 +121,7 @@ class ChildSaMaking:
         """As :meth:`_child_failed_after_auth`, for the child SA whose inbound SPI is
         ``spi_in`` (what a CREATE_CHILD_SA initiator refuses after the fact)."""
         self._event(events.ChildSaFailed, now, child=config.name, notify=notify, reason=reason)
-        self.request(_INFO, [Delete.child_sas(ProtocolId.ESP, [spi_in.to_bytes(4, "big")])],
+        self.request(_INFO, [Delete.child_sas(config.protocol_id, [spi_in.to_bytes(4, "big")])],
                      now, None)
 
     def _child_failed_after_auth(self: IkeSa, child: ChildConfig, notify: int,
@@ -130,7 +130,7 @@ class ChildSaMaking:
         self._event(events.ChildSaFailed, now, child=child.name, notify=notify,
                     reason="the responder's child SA is not what we proposed")
         # The responder has installed it: ask for its deletion (§1.4.1), by our inbound SPI.
-        self.request(_INFO, [Delete.child_sas(ProtocolId.ESP,
+        self.request(_INFO, [Delete.child_sas(child.protocol_id,
                                               [self._child_spi.to_bytes(4, "big")])], now, None)
 
     # -- the responder's choice (§2.7, §2.9) -----------------------------------------------
@@ -163,7 +163,7 @@ class ChildSaMaking:
         if mode == "transport":
             reply.append(Notify(NotifyType.USE_TRANSPORT_MODE))
         return [*reply,
-                negotiation.sa_payload_for([proposal], ProtocolId.ESP,
+                negotiation.sa_payload_for([proposal], wire.protocol_id,
                                            spi_in.to_bytes(4, "big"), [wire.number]),
                 *extra,
                 TSi(negotiation.selectors_to_wire(remote_ts)),
@@ -183,9 +183,7 @@ class ChildSaMaking:
             return NotifyType.INVALID_SYNTAX
         their_local = negotiation.selectors_from_wire(tsr.selectors)
         their_remote = negotiation.selectors_from_wire(tsi.selectors)
-        theirs = negotiation.read_proposals(sa, ProtocolId.ESP)
-        if ike_auth:
-            theirs = [(w, negotiation.without_dh([p])[0]) for w, p in theirs]
+        offers: dict[int, list] = {}  # the initiator's proposals, by protocol (AH or ESP)
         wants_transport = any(n.notify_type == NotifyType.USE_TRANSPORT_MODE for n in notifies)
         # A config is found by its selectors first, then by its proposals (as strongSwan).
         failure: int = NotifyType.TS_UNACCEPTABLE
@@ -196,6 +194,12 @@ class ChildSaMaking:
             if not local_ts or not remote_ts:
                 continue
             ours = negotiation.without_dh(child.proposals) if ike_auth else child.proposals
+            theirs = offers.get(child.protocol_id)
+            if theirs is None:
+                theirs = negotiation.read_proposals(sa, child.protocol_id)
+                if ike_auth:
+                    theirs = [(w, negotiation.without_dh([p])[0]) for w, p in theirs]
+                offers[child.protocol_id] = theirs
             choice = negotiation.choose_proposal(ours, theirs, pfs_group)
             if choice is None or len(choice[0].spi) != 4:
                 failure = NotifyType.NO_PROPOSAL_CHOSEN
@@ -221,15 +225,20 @@ class ChildSaMaking:
         fitting = [c for c in children
                    if _narrow(their_local, c.selectors("local", self._dynamic("local")))
                    and _narrow(their_remote, c.selectors("remote", self._dynamic("remote")))]
-        received = (f"ESP proposals {negotiation.describe_offer(sa, ProtocolId.ESP)}; TSi "
-                    f"{', '.join(map(str, their_remote))}; TSr {', '.join(map(str, their_local))}")
+        offered = [(name, negotiation.describe_offer(sa, number))
+                   for name, number in (("ESP", ProtocolId.ESP), ("AH", ProtocolId.AH))]
+        received = "; ".join([f"{name} proposals {text}" for name, text in offered
+                              if text != "none"] or ["no ESP or AH proposals"])
+        received += (f"; TSi {', '.join(map(str, their_remote))}; TSr"
+                     f" {', '.join(map(str, their_local))}")
         ours = []
         for c in children:
             proposals = negotiation.without_dh(c.proposals) if ike_auth else c.proposals
             local = c.selectors("local", self._dynamic("local"))
             remote = c.selectors("remote", self._dynamic("remote"))
-            ours.append(f"{c.name}: esp_proposals {', '.join(map(str, proposals))}; local_ts"
-                        f" {', '.join(map(str, local))}; remote_ts {', '.join(map(str, remote))}")
+            ours.append(f"{c.name}: {c.protocol}_proposals {', '.join(map(str, proposals))};"
+                        f" local_ts {', '.join(map(str, local))};"
+                        f" remote_ts {', '.join(map(str, remote))}")
         configured = " | ".join(ours)
         return {"child": ",".join(c.name for c in fitting or children), "received": received,
                 "configured": configured}

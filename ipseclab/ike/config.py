@@ -130,6 +130,7 @@ class ChildConfig:
     life_packets: int = 0
     rand_packets: int | None = None
     tfc_padding: int | str = 0
+    ah_proposals: str = ""  # AH instead of ESP (RFC 4302): integrity only, no encryption
 
     def __post_init__(self) -> None:
         if self.mode not in ("tunnel", "transport"):
@@ -163,8 +164,21 @@ class ChildConfig:
             return None
         return Lifetime(**limits)  # type: ignore[arg-type]
 
+    @property
+    def protocol(self) -> str:
+        """``ah`` when ``ah_proposals`` is set, else ``esp`` (one or the other per child SA;
+        IKEv2 negotiates no AH+ESP bundles)."""
+        return "ah" if self.ah_proposals else "esp"
+
+    @property
+    def protocol_id(self) -> int:
+        """The protocol's number in IKE payloads (RFC 7296 §3.3.1: 2 AH, 3 ESP)."""
+        return 2 if self.ah_proposals else 3
+
     @cached_property
     def proposals(self) -> list[Proposal]:
+        if self.ah_proposals:
+            return parse_proposals(self.ah_proposals, "ah")
         return parse_proposals(self.esp_proposals, "esp")
 
     def selectors(self, which: str, address: str) -> list[TrafficSelector]:

@@ -93,11 +93,11 @@ class CreateChildExchange:
                                local_ts, remote_ts, old, retries)
         inner: list[Payload] = []
         if old is not None:
-            inner.append(Notify(NotifyType.REKEY_SA, b"", ProtocolId.ESP,
+            inner.append(Notify(NotifyType.REKEY_SA, b"", config.protocol_id,
                                 old.spi_in.to_bytes(4, "big")))
         if mode == "transport":
             inner.append(Notify(NotifyType.USE_TRANSPORT_MODE))
-        inner += [negotiation.sa_payload_for(proposals, ProtocolId.ESP,
+        inner += [negotiation.sa_payload_for(proposals, config.protocol_id,
                                              request.spi_in.to_bytes(4, "big")),
                   Nonce(request.ni)]
         if dh is not None:
@@ -135,7 +135,7 @@ class CreateChildExchange:
         if sa is None or nonce is None or tsi is None or tsr is None:
             self._child_request_refused(request, Notify(NotifyType.INVALID_SYNTAX), now)
             return
-        choice = negotiation.accept_choice(config.proposals, sa, ProtocolId.ESP)
+        choice = negotiation.accept_choice(config.proposals, sa, config.protocol_id)
         local_ts = negotiation.selectors_from_wire(tsi.selectors)
         remote_ts = negotiation.selectors_from_wire(tsr.selectors)
         problem: tuple[int, str] | None = None
@@ -192,7 +192,7 @@ class CreateChildExchange:
             old.state, old.replaced_by = "rekeyed", collision
             home._add_child(child, now)
             home._deleting.add(child.spi_in)
-            home.request(_INFO, [Delete.child_sas(ProtocolId.ESP,
+            home.request(_INFO, [Delete.child_sas(config.protocol_id,
                                                   [child.spi_in.to_bytes(4, "big")])], now)
             return
         if collision is not None:
@@ -202,8 +202,8 @@ class CreateChildExchange:
         old.state, old.replaced_by = "rekeyed", child
         home._add_child(child, now)
         home._deleting.add(old.spi_in)
-        home.request(_INFO, [Delete.child_sas(ProtocolId.ESP, [old.spi_in.to_bytes(4, "big")])],
-                     now)
+        home.request(_INFO, [Delete.child_sas(config.protocol_id,
+                                              [old.spi_in.to_bytes(4, "big")])], now)
 
     def _child_rekey_over(self: IkeSa, request: ChildRequest, now: float) -> None:
         """Our rekey of ``request.old`` failed: keep the old SA and try again later."""

@@ -53,8 +53,10 @@ class InformationalExchange:
             self._deleting.add(child.spi_in)
             if child.state in ("installed", "rekeying"):
                 child.state = "deleting"
-        spis = [c.spi_in.to_bytes(4, "big") for c in children]
-        self.request(_INFO, [Delete.child_sas(ProtocolId.ESP, spis)], now, None)
+        deletes = [Delete.child_sas(protocol, [c.spi_in.to_bytes(4, "big") for c in children
+                                               if c.config.protocol_id == protocol])
+                   for protocol in sorted({c.config.protocol_id for c in children})]
+        self.request(_INFO, deletes, now, None)  # one Delete per protocol (§3.11)
 
     def delete(self: IkeSa, now: float) -> None:
         """Delete this IKE SA and its child SAs: a Delete(IKE) request (§1.4.1)."""
@@ -95,7 +97,8 @@ class InformationalExchange:
             ours = []
             for spi in delete.spis:
                 child = next((c for c in home.children
-                              if c.spi_out == int.from_bytes(spi, "big")), None)
+                              if c.spi_out == int.from_bytes(spi, "big")
+                              and c.config.protocol_id == delete.protocol_id), None)
                 if child is None:
                     continue
                 if child.spi_in in home._deleting:

@@ -52,10 +52,10 @@ class ChildKeys:
 
 
 def child_keys(prf: PrfAlgorithm, sk_d: bytes, ni: bytes, nr: bytes,
-               encryption: EncryptionAlgorithm, integrity: IntegrityAlgorithm | None,
+               encryption: EncryptionAlgorithm | None, integrity: IntegrityAlgorithm | None,
                g_ir_new: bytes | None = None) -> ChildKeys:
     """KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr), cut as §2.17 says."""
-    e = encryption.keymat_size
+    e = encryption.keymat_size if encryption is not None else 0  # AH: integrity only
     a = integrity.key_size if integrity is not None else 0
     keymat = kdf.child_keymat(prf, sk_d, ni, nr, g_ir_new, length=2 * (e + a))
     return ChildKeys(keymat[:e], keymat[e:e + a], keymat[e + a:2 * e + a], keymat[2 * e + a:])
