@@ -166,5 +166,8 @@ CELLS = [
       TTL, checksum for IPv4), which count as zero (RFC 4302 §3.3.3.1).
     * A NAT rewrites an address AH covers, so AH breaks behind a NAT (RFC 3715 §2.1). ESP in
       UDP on port 4500 (RFC 3948) crosses NATs: its ICV leaves the outer header alone.
+    * The SAs here were set by hand. IKEv2 negotiates AH as well: a child in swanctl.conf
+      with `ah_proposals = sha256` instead of `esp_proposals` gets an AH child SA (its SA
+      payload names protocol AH, and KEYMAT holds integrity keys only, RFC 7296 §2.17).
     """),
 ]
