@@ -531,20 +531,11 @@ def test_a_second_ike_sa_to_the_same_peer_sends_no_initial_contact() -> None:
     ci, cr = configs()
     i = IkeEngine(ci, rng=random.Random(1).randbytes)
     r = IkeEngine(cr, rng=random.Random(2).randbytes)
-
-    def run(now: float) -> None:
-        for _ in range(10):
-            out = [(r, d) for d in i.datagrams_to_send()] + [(i, d) for d in r.datagrams_to_send()]
-            if not out:
-                return
-            for receiver, (data, src, dst) in out:
-                receiver.receive_datagram(data, src, dst, now)
-
     i.initiate("site", 0.0)
-    run(0.0)
+    exchange(i, r, 0.0)
     (first,) = of(drain(r), events.IkeSaEstablished)
     i.initiate("site", 1.0)
-    run(1.0)
+    exchange(i, r, 1.0)
     later = drain(r)
     assert len(of(later, events.IkeSaEstablished)) == 1
     assert not of(later, events.IkeSaDeleted)  # the first IKE SA lives on

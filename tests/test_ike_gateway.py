@@ -114,6 +114,19 @@ def ping_replies(lab: Lab, src: str, dst: str, count: int, interval: float) -> t
     return int(m[1]), int(m[2])
 
 
+def ipseclab_gateways(tmp_path: Path, child1: str, child2: str = "",
+                      swap: tuple[str, str] | None = None) -> dict[str, GatewaySpec]:
+    """gw1 and gw2 both running ipseclab with ``conf(side, child_extra=...)``; ``swap``
+    replaces one string in both files (the child's proposals, say)."""
+    gateways = {}
+    for side, extra in ((1, child1), (2, child2)):
+        text = conf(side, child_extra=extra)
+        path = tmp_path / f"gw{side}.swanctl.conf"
+        path.write_text(text.replace(*swap) if swap else text)
+        gateways[f"gw{side}"] = GatewaySpec("ipseclab", (path,), {})
+    return gateways
+
+
 @contextlib.contextmanager
 def against_charon(tmp_path: Path, ours: tuple[str, str], theirs: tuple[str, str],
                    initiator: str = "gw1"):
@@ -260,13 +273,8 @@ def test_two_ipseclab_gateways_with_esn(esp: str, tmp_path: Path) -> None:
     """Extended sequence numbers through both gateways (strongSwan's kernel-libipsec has
     none, so only ipseclab can be the peer here): the high half sits in the AAD or the ICV
     (RFC 4303 §2.2.1, RFC 4106 §5), and both sides must agree on it for a single ping."""
-    paths = []
-    for side, extra in ((1, "start_action = start"), (2, "")):
-        path = tmp_path / f"gw{side}.swanctl.conf"
-        path.write_text(conf(side, child_extra=extra).replace(
-            "esp_proposals = aes128gcm16", f"esp_proposals = {esp}"))
-        paths.append(path)
-    gateways = {f"gw{i}": GatewaySpec("ipseclab", (p,), {}) for i, p in enumerate(paths, 1)}
+    gateways = ipseclab_gateways(tmp_path, "start_action = start", swap=(
+        "esp_proposals = aes128gcm16", f"esp_proposals = {esp}"))
     with Lab("site-to-site", tmp_path / "lab", gateways) as lab:
         up = wait_until(lambda: len(ctl(lab, "gw1", "list-sas")) == 2, 10)
         assert up is not None, (lab.workdir / "gw1" / "gateway.log").read_text()
@@ -280,12 +288,7 @@ def test_two_ipseclab_gateways_with_esn(esp: str, tmp_path: Path) -> None:
 def test_inactivity_closes_an_idle_child_and_the_trap_reopens_it(tmp_path: Path) -> None:
     """swanctl's inactivity: no packet either way for 1.5 s closes the child SA (with a
     Delete, §1.4.1); its trap stays, so the next packet brings a new child SA up."""
-    paths = []
-    for side, extra in ((1, "start_action = trap\n        inactivity = 1.5s"), (2, "")):
-        path = tmp_path / f"gw{side}.swanctl.conf"
-        path.write_text(conf(side, child_extra=extra))
-        paths.append(path)
-    gateways = {f"gw{i}": GatewaySpec("ipseclab", (p,), {}) for i, p in enumerate(paths, 1)}
+    gateways = ipseclab_gateways(tmp_path, "start_action = trap\n        inactivity = 1.5s")
     with Lab("site-to-site", tmp_path / "lab", gateways) as lab:
         assert ping_replies(lab, "h1", "h2", 4, 0.2)[1] >= 3  # the first may wait for IKE
         first = {sa["spi"] for sa in ctl(lab, "gw1", "list-sas")}
@@ -387,13 +390,8 @@ def test_volume_limits_rekey_and_tfc_padding_between_two_ipseclab_gateways(
     packet gw1 sends to at least 1000 octets of payload (RFC 4303 §2.7), gw2's are not."""
     from ipseclab.capture.pcap import ip_payload, read_capture
 
-    paths = []
-    for side, extra in ((1, "start_action = start\n        rekey_packets = 40\n"
-                            "        tfc_padding = 1000"), (2, "")):
-        path = tmp_path / f"gw{side}.swanctl.conf"
-        path.write_text(conf(side, child_extra=extra))
-        paths.append(path)
-    gateways = {f"gw{i}": GatewaySpec("ipseclab", (p,), {}) for i, p in enumerate(paths, 1)}
+    gateways = ipseclab_gateways(tmp_path, "start_action = start\n        rekey_packets = 40\n"
+                                           "        tfc_padding = 1000")
     with Lab("site-to-site", tmp_path / "lab", gateways) as lab:
         up = wait_until(lambda: len(ctl(lab, "gw1", "list-sas")) == 2, 10)
         assert up is not None, (lab.workdir / "gw1" / "gateway.log").read_text()
@@ -422,12 +420,8 @@ def test_updown_scripts_run_as_child_sas_come_and_go(tmp_path: Path) -> None:
                       " $PLUTO_ME $PLUTO_PEER $PLUTO_MY_CLIENT $PLUTO_PEER_CLIENT\""
                       f" >> {tmp_path}/$1.log\n")
     script.chmod(0o755)
-    paths = []
-    for side, extra in ((1, "start_action = start"), (2, "")):
-        path = tmp_path / f"gw{side}.swanctl.conf"
-        path.write_text(conf(side, child_extra=f"{extra}\n        updown = {script} gw{side}"))
-        paths.append(path)
-    gateways = {f"gw{i}": GatewaySpec("ipseclab", (p,), {}) for i, p in enumerate(paths, 1)}
+    gateways = ipseclab_gateways(tmp_path, f"start_action = start\n        updown = {script} gw1",
+                                 f"updown = {script} gw2")
     with Lab("site-to-site", tmp_path / "lab", gateways) as lab:
         up = wait_until(lambda: (tmp_path / "gw2.log").exists()
                         and (tmp_path / "gw1.log").exists(), 10)
@@ -478,13 +472,8 @@ def test_an_ah_child_sa_between_two_ipseclab_gateways(tmp_path: Path) -> None:
     kernel-libipsec has no AH, so only ipseclab can be the peer here."""
     from ipseclab.lab.capture import frames
 
-    paths = []
-    for side, extra in ((1, "start_action = start"), (2, "")):
-        path = tmp_path / f"gw{side}.swanctl.conf"
-        path.write_text(conf(side, child_extra=extra).replace(
-            "esp_proposals = aes128gcm16", "ah_proposals = sha256"))
-        paths.append(path)
-    gateways = {f"gw{i}": GatewaySpec("ipseclab", (p,), {}) for i, p in enumerate(paths, 1)}
+    gateways = ipseclab_gateways(tmp_path, "start_action = start", swap=(
+        "esp_proposals = aes128gcm16", "ah_proposals = sha256"))
     with Lab("site-to-site", tmp_path / "lab", gateways) as lab:
         up = wait_until(lambda: len(ctl(lab, "gw1", "list-sas")) == 2, 10)
         assert up is not None, (lab.workdir / "gw1" / "gateway.log").read_text()
