@@ -481,6 +481,10 @@ def test_an_ah_child_sa_between_two_ipseclab_gateways(tmp_path: Path) -> None:
             assert ping_replies(lab, "h1", "h2", 5, 0.05) == (5, 5)
         sas = ctl(lab, "gw1", "list-sas")
         assert {sa["protocol"] for sa in sas} == {"ah"}, sas
+        proc = subprocess.run([sys.executable, "-m", "ipseclab", "ctl", "--socket",
+                               str(control(lab, "gw1")), "list-sas"], capture_output=True,
+                              text=True, timeout=20)
+        assert "INSTALLED, TUNNEL, AH:sha256" in proc.stdout, proc.stdout + proc.stderr
         assert all(sa["packets"] >= 5 and sa["auth_failed"] == 0 for sa in sas), sas
         protos = [f.proto for f in frames(pcap) if f.kind == "ipv4" and f.proto != 17]
         assert protos.count(51) >= 10 and 50 not in protos, protos

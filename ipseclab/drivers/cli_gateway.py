@@ -258,8 +258,10 @@ def format_ike_sas(ike_sas: list[dict[str, Any]], sas: list[dict[str, Any]]) -> 
                          f" {ike.get('rekeys', 0)} times")
         for child in ike["children"]:
             encap = "-in-UDP" if any(s["encap"] for s in child["sas"]) else ""
+            protocol = (child["sas"][0]["protocol"] if child["sas"] else "esp").upper()
             lines.append(f"  {child['name']}: #{child['reqid']}, reqid {child['reqid']},"
-                         f" INSTALLED, {child['mode'].upper()}{encap}, ESP:{child['proposal']}")
+                         f" INSTALLED, {child['mode'].upper()}{encap},"
+                         f" {protocol}:{child['proposal']}")
             lines.append(f"    installed {child['installed']:g}s ago")
             for sa in child["sas"]:
                 lines.append(f"    {sa['direction']:<3} {sa['spi'][2:]}, {sa['bytes']:>10} bytes,"
