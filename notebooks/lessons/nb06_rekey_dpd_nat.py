@@ -284,6 +284,9 @@ CELLS = [
     them; IKE headers are never encrypted, so exchange type and direction are plain.
     """),
     code("""
+    import dataclasses
+    import datetime
+
     from ipseclab.ike import events
     from ipseclab.ike.config import ChildConfig, IkeConfig
     from ipseclab.ike.engine import IkeEngine
@@ -381,6 +384,54 @@ CELLS = [
     again a little later, and the IKE SA dies at the latest `over_time` after its rekey or
     reauthentication was due (strongSwan's rule, here 10% of the 4 h `rekey_time`).
 
+    With certificates the same thing happens when the CA revokes one: its certificate
+    revocation list (CRL, RFC 5280 §5) names the certificate's serial number, and a gateway
+    that has the CRL (swanctl's `x509crl/` folder, `ipseclab ctl load-creds`) refuses the
+    peer at the next IKE_AUTH. Below, a lab CA issues certificates for both gateways,
+    they connect, the CA revokes gw1's certificate, and gw2 gets the CRL.
+    """),
+    code("""
+    from ipseclab.ike import testpki
+    from ipseclab.ike.certs import load_certificate, load_private_key
+
+    pki = testpki.make_lab_pki(lab_dir / "pki", (
+        testpki.HostSpec("gw1", "ecdsa256", "C=CH, O=ipseclab, CN=gw1", ("192.0.2.1",)),
+        testpki.HostSpec("gw2", "ecdsa256", "C=CH, O=ipseclab, CN=gw2", ("192.0.2.2",))),
+        ca_key="ecdsa256")
+
+
+    def pubkey_site(me, peer, name, lans):
+        config = site(me, peer, lans, b"")
+        return dataclasses.replace(
+            config, local_auth="pubkey", remote_auth="pubkey", local_id="", remote_id="%any",
+            local_certs=[load_certificate(pki.certs[name])],
+            private_key=load_private_key(pki.keys[name]), remote_cacerts=[pki.ca_cert])
+
+
+    # certificates are checked at wall-clock time; the engines count seconds from 0
+    gw1 = IkeEngine(pubkey_site(GW1, GW2, "gw1", [("10.1.0.0/24", "10.2.0.0/24"),
+                                                  ("10.1.0.0/24", "10.2.80.0/24")]),
+                    wall_clock=lambda now: now + time.time())
+    gw2 = IkeEngine(pubkey_site(GW2, GW1, "gw2", [("10.2.0.0/24", "10.1.0.0/24"),
+                                                  ("10.2.80.0/24", "10.1.0.0/24")]),
+                    wall_clock=lambda now: now + time.time())
+    gw1.initiate("s2s", 100.0)
+    exchange(100.0, show=False)
+    print("established with certificates:", *state(gw1))
+    crl = testpki.issue_crl(pki.ca_cert, pki.ca_key, [load_certificate(pki.certs["gw1"])],
+                            last_update=datetime.datetime.now(datetime.UTC))
+    print("the CRL revokes serial", hex(crl[0].serial_number))
+    gw2.configs["s2s"].remote_crls = [crl]  # what ctl load-creds does on gw2
+    gw1.rekey_ike_sa(gw1.ike_sas[0].name, 110.0)
+    exchange(110.0, show=False)
+    print("after a rekey:", *state(gw1))
+    gw1.reauthenticate_ike_sa("s2s", 120.0)
+    exchange(120.0, show=False)
+    refused = [e for e in iter(gw2.next_event, None) if isinstance(e, events.AuthenticationFailed)]
+    print("gw2:", refused[-1].reason)
+    assert "was revoked" in refused[-1].reason and len(gw1.ike_sas) == 1
+    """),
+    md("""
     ## Your turn 3: counting a reauthentication
 
     How many IKE messages (requests and responses) did the successful reauthentication
