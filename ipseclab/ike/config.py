@@ -27,6 +27,7 @@ from cryptography import x509
 
 from ipseclab.crypto.proposals import Proposal, parse_proposals
 from ipseclab.errors import ConfigError
+from ipseclab.ike.constants import ProtocolId
 from ipseclab.ipsec.lifetime import Lifetime
 from ipseclab.ipsec.pad import IdentityMatcher
 from ipseclab.ipsec.selectors import TrafficSelector
@@ -172,8 +173,8 @@ class ChildConfig:
 
     @property
     def protocol_id(self) -> int:
-        """The protocol's number in IKE payloads (RFC 7296 §3.3.1: 2 AH, 3 ESP)."""
-        return 2 if self.ah_proposals else 3
+        """The protocol's number in IKE payloads (RFC 7296 §3.3.1)."""
+        return ProtocolId.AH if self.ah_proposals else ProtocolId.ESP
 
     @cached_property
     def proposals(self) -> list[Proposal]:
