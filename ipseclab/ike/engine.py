@@ -25,6 +25,7 @@ themselves are :class:`ipseclab.ike.ike_sa.IkeSa`.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import ipaddress
 import os
 import struct
@@ -106,11 +107,12 @@ class IkeEngine:
         self.mtu = mtu
         self._invalid_spi_sent: dict[str, float] = {}
         self._leases: dict[str, dict[str, IkeSa]] = {}  # pool name -> address -> IKE SA
-        self._sas: dict[bytes, IkeSa] = {}
+        self._sas: dict[bytes, IkeSa] = _SaTable(self)  # our SPI -> IKE SA (and by name)
         self._half_open: dict[tuple[bytes, Address], IkeSa] = {}
         self._events: deque[events.Event] = deque()
         self._out: list[Datagram] = []
         self._reqid = 0
+        self._reset_indexes()
         self._cookie_secret = self.random(16)
         self.dropped = 0  # messages dropped as malformed, unknown or unauthenticated
         self.internal_errors: list[str] = []  # bugs caught at the boundary; should stay empty
@@ -127,10 +129,10 @@ class IkeEngine:
         return int.from_bytes(self.random(8), "big") % n
 
     def new_child_spi(self) -> int:
-        used = {c.spi_in for sa in self._sas.values() for c in sa.children}
+        """A random inbound SPI (>= 256, RFC 4303 §2.1) that no child SA of ours uses."""
         while True:
             spi = int.from_bytes(self.random(4), "big")
-            if spi >= 256 and spi not in used:
+            if spi >= 256 and spi not in self._by_spi_in:
                 return spi
 
     def _new_ike_spi(self) -> bytes:
@@ -186,30 +188,154 @@ class IkeEngine:
                          remote_ts: list) -> ChildSa | None:
         """A live child SA of another IKE SA with the same peer and the same config and
         selectors (what a reauthentication recreates, §2.8.3): the new one takes its reqid."""
-        for other in self._sas.values():
-            if other is sa or not _same_peer(other, sa):
-                continue
-            for child in other.children:
-                if (child.config.name == config.name and child.replaced_by is None
-                        and child.local_ts == local_ts and child.remote_ts == remote_ts):
-                    return child
-        return None
+        key = (config.name, tuple(local_ts), tuple(remote_ts))
+        return next((c for c in self._by_selectors.get(key, ()) if c.replaced_by is None
+                     and (other := self._child_home[id(c)]) is not sa
+                     and _same_peer(other, sa)), None)  # the oldest, if there are several
 
     def _reqid_lives_on(self, reqid: int) -> bool:
-        return any(c.reqid == reqid for sa in self._sas.values() for c in sa.children)
+        return reqid in self._by_reqid
 
     def _release_waiting(self, gone: list[ChildSa], now: float) -> None:
         """Child SAs that waited for one of ``gone`` to go may send now."""
-        ids = {id(child) for child in gone}
-        for sa in self._sas.values():
-            for child in sa.children:
-                if child.waits_for is not None and id(child.waits_for) in ids:
-                    child.waits_for = child.wait_ends = None
-                    if not child.outbound_ready and child.state == "installed":
-                        child.outbound_ready = True
-                        sa._event(events.ChildSaOutboundReady, now, child=child.config.name,
-                                  reqid=child.reqid, spi_in=child.spi_in,
-                                  spi_out=child.spi_out, outbound=child.outbound)
+        waiting = [c for child in gone for c in self._waiting.pop(id(child), ())]
+        for child in self._in_sa_order(waiting):
+            sa = self._child_home[id(child)]
+            self._touch(sa)
+            child.waits_for = child.wait_ends = None
+            if not child.outbound_ready and child.state == "installed":
+                child.outbound_ready = True
+                sa._event(events.ChildSaOutboundReady, now, child=child.config.name,
+                          reqid=child.reqid, spi_in=child.spi_in,
+                          spi_out=child.spi_out, outbound=child.outbound)
+
+    # -- indexes: what used to be a scan of every IKE SA's child SAs ------------------------
+    #
+    # Each index is changed in one place: _child_added and _child_removed, which an IKE SA's
+    # child list (ike_sa.ChildList) calls on every change, and _SaTable for the IKE SAs.
+    # check_indexes() recomputes them all by a full scan (the tests call it after each step).
+
+    def _reset_indexes(self) -> None:
+        self._child_home: dict[int, IkeSa] = {}
+        """id(child SA) -> the IKE SA whose list holds it (the owner of an indexed child)."""
+        self._by_spi_in: dict[int, list[ChildSa]] = {}
+        """Inbound SPI -> child SAs: new_child_spi() must not hand out one in use."""
+        self._by_reqid: dict[int, list[ChildSa]] = {}
+        """reqid -> child SAs: rekey/delete by reqid, and whether a reqid lives on."""
+        self._by_selectors: dict[tuple, list[ChildSa]] = {}
+        """(child config name, local TS, remote TS) -> child SAs: _duplicate_child()."""
+        self._waiting: dict[int, list[ChildSa]] = {}
+        """id(child SA) -> child SAs whose outbound SA waits for it to go (waits_for)."""
+        self._timer_at: dict[IkeSa, float | None] = {}
+        """IKE SA -> its next_timer() when last computed: what _timer_heap holds for it."""
+        self._timer_heap: list[tuple[float, int, IkeSa]] = []
+        """(time, SA order, IKE SA), a min-heap; entries that no longer match _timer_at are
+        stale and skipped (lazy invalidation), so get_timer() needs no scan."""
+        self._timer_dirty: set[IkeSa] = set()
+        """IKE SAs touched since their timer was last computed (see _touch)."""
+
+    def _child_added(self, sa: IkeSa, child: ChildSa) -> None:
+        self._child_home[id(child)] = sa
+        _index_add(self._by_spi_in, child.spi_in, child)
+        _index_add(self._by_reqid, child.reqid, child)
+        _index_add(self._by_selectors, _selector_key(child), child)
+        if child.waits_for is not None:
+            _index_add(self._waiting, id(child.waits_for), child)
+        self._touch(sa)
+
+    def _child_removed(self, sa: IkeSa, child: ChildSa) -> None:
+        if self._child_home.get(id(child)) is sa:  # not if it has moved on to another SA
+            del self._child_home[id(child)]
+        _index_remove(self._by_spi_in, child.spi_in, child)
+        _index_remove(self._by_reqid, child.reqid, child)
+        _index_remove(self._by_selectors, _selector_key(child), child)
+        if child.waits_for is not None:
+            _index_remove(self._waiting, id(child.waits_for), child)
+        self._touch(sa)
+
+    def _position(self, child: ChildSa) -> tuple[int, int]:
+        """Where a scan of every IKE SA's child list meets ``child``: (SA order, index)."""
+        sa = self._child_home[id(child)]
+        return sa._order, next(i for i, c in enumerate(sa.children) if c is child)
+
+    def _in_sa_order(self, children: Iterable[ChildSa]) -> list[ChildSa]:
+        """``children`` in the order a scan of every IKE SA's child list meets them."""
+        return sorted({id(c): c for c in children}.values(), key=self._position)
+
+    def _touch(self, sa: IkeSa) -> None:
+        """``sa`` may have a new next_timer(): get_timer() computes it again."""
+        self._timer_dirty.add(sa)
+
+    def _touched(self, sa: IkeSa) -> IkeSa:
+        self._timer_dirty.add(sa)
+        return sa
+
+    def _refresh_timers(self) -> None:
+        """Compute next_timer() again for the touched IKE SAs and those linked to them by a
+        rekey or reauthentication (§2.18, §2.8.3: one IKE SA's exchange changes the other)."""
+        while self._timer_dirty:
+            todo, self._timer_dirty = self._timer_dirty, set()
+            seen: set[IkeSa] = set()
+            while todo:
+                sa = todo.pop()
+                if sa in seen:
+                    continue
+                seen.add(sa)
+                todo.update(s for s in (sa._rekeyed_to, sa._successor, sa._reauth_of,
+                                        sa._reauth_by) if s is not None)
+                if self._sas.get(sa.local_spi) is not sa:
+                    self._timer_at.pop(sa, None)
+                    continue
+                at = sa.next_timer()
+                if sa not in self._timer_at or at != self._timer_at[sa]:
+                    self._timer_at[sa] = at
+                    if at is not None:
+                        heapq.heappush(self._timer_heap, (at, sa._order, sa))
+        if len(self._timer_heap) > 2 * len(self._timer_at) + 64:  # mostly stale: rebuild
+            self._timer_heap = [(at, sa._order, sa) for sa, at in self._timer_at.items()
+                                if at is not None]
+            heapq.heapify(self._timer_heap)
+
+    def _timer_valid(self, entry: tuple[float, int, IkeSa]) -> bool:
+        at, _, sa = entry
+        return self._timer_at.get(sa) == at and self._sas.get(sa.local_spi) is sa
+
+    def check_indexes(self) -> None:
+        """Recompute every index by a full scan and raise AssertionError where one differs
+        (for tests: an index that drifts from the SAs would be a silent bug)."""
+        children = [(sa, c) for sa in self._sas.values() for c in sa.children]
+
+        def scan(key: Callable[[ChildSa], object]) -> dict[object, list[int]]:
+            out: dict[object, list[int]] = {}
+            for _, c in children:
+                out.setdefault(key(c), []).append(id(c))
+            return {k: sorted(v) for k, v in out.items()}
+
+        def index(table: dict) -> dict[object, list[int]]:
+            return {k: sorted(id(c) for c in v) for k, v in table.items()}
+
+        problems = []
+        if {id(c): sa for sa, c in children} != self._child_home:
+            problems.append("child owners")
+        for name, table, key in (("inbound SPI", self._by_spi_in, lambda c: c.spi_in),
+                                 ("reqid", self._by_reqid, lambda c: c.reqid),
+                                 ("selectors", self._by_selectors, _selector_key)):
+            if index(table) != scan(key):
+                problems.append(name)
+        waiting = scan(lambda c: id(c.waits_for))
+        waiting.pop(id(None), None)
+        if index(self._waiting) != waiting:
+            problems.append("waiting child SAs")
+        if {sa.name: sa for sa in self._sas.values()} != self._sas.by_name:
+            problems.append("IKE SAs by name")
+        if [sa._order for sa in self._sas.values()] != sorted(sa._order
+                                                              for sa in self._sas.values()):
+            problems.append("IKE SA order")
+        times = [t for sa in self._sas.values() if (t := sa.next_timer()) is not None]
+        if self.get_timer() != (min(times) if times else None):
+            problems.append(f"next timer {self.get_timer()} != {min(times) if times else None}")
+        if problems:
+            raise AssertionError("IkeEngine indexes differ from a scan: " + ", ".join(problems))
 
     # -- the driver API -------------------------------------------------------------------
 
@@ -222,15 +348,56 @@ class IkeEngine:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float | None:
-        """When :meth:`handle_timer` wants to be called next, or None."""
-        times = [t for sa in self._sas.values() if (t := sa.next_timer()) is not None]
-        return min(times) if times else None
+        """When :meth:`handle_timer` wants to be called next, or None: the earliest
+        next_timer() of all IKE SAs, from the timer heap (no scan)."""
+        self._refresh_timers()
+        heap = self._timer_heap
+        while heap and not self._timer_valid(heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
 
     def handle_timer(self, now: float) -> None:
-        for sa in list(self._sas.values()):
-            timer = sa.next_timer()
-            if timer is not None and timer <= now:
-                self._guard(sa.handle_timer, now)
+        """Run the timers of the IKE SAs that have one due, in the order of the SA table, as
+        a scan of it would: also an SA made due by an earlier one's timer in this call, but
+        not one this call creates, and each at most once."""
+        self._refresh_timers()
+        last = self._sas.last_order()
+        current = -1  # the order of the SA whose timer runs now
+        due: list[tuple[int, IkeSa]] = []  # a min-heap by SA order
+        seen: set[IkeSa] = set()
+        kept: list[tuple[float, int, IkeSa]] = []  # taken off the timer heap, not run now
+
+        def collect() -> None:
+            """Take the due entries off the timer heap: SAs still ahead of ``current`` go
+            to ``due`` (their timer is computed again first), the others back later."""
+            heap = self._timer_heap
+            while heap and heap[0][0] <= now:
+                entry = heapq.heappop(heap)
+                sa = entry[2]
+                if not self._timer_valid(entry):
+                    continue
+                if sa in seen or not current < sa._order <= last:
+                    kept.append(entry)
+                    continue
+                seen.add(sa)
+                heapq.heappush(due, (sa._order, sa))
+                del self._timer_at[sa]  # so that _refresh_timers puts it back in the heap
+                self._touch(sa)
+
+        try:
+            collect()
+            while due:
+                current, sa = heapq.heappop(due)
+                self._refresh_timers()
+                timer = self._timer_at.get(sa)
+                if self._sas.get(sa.local_spi) is sa and timer is not None and timer <= now:
+                    self._touch(sa)
+                    self._guard(sa.handle_timer, now)
+                    self._refresh_timers()
+                collect()
+        finally:
+            for entry in kept:
+                heapq.heappush(self._timer_heap, entry)
 
     def initiate(self, connection: str, now: float, child: str | None = None) -> IkeSa:
         """Start IKE_SA_INIT for ``connection``, with its first (or the named) child SA."""
@@ -261,13 +428,13 @@ class IkeEngine:
 
     def find_ike_sa(self, name: str) -> IkeSa | None:
         """By the 32-hex-digit name events carry."""
-        return next((sa for sa in self._sas.values() if sa.name == name), None)
+        return self._sas.by_name.get(name)
 
     def delete_ike_sa(self, name: str, now: float) -> bool:
         sa = self.find_ike_sa(name)
         if sa is None:
             return False
-        sa.delete(now)
+        self._touched(sa).delete(now)
         return True
 
     def _established_sa(self, name_or_connection: str) -> IkeSa | None:
@@ -291,11 +458,13 @@ class IkeEngine:
         sa = self._established_sa(ike_sa)
         if sa is None or sa.config is None or sa.state is not State.ESTABLISHED:
             return False
+        self._touch(sa)
         return sa.create_child(sa.config.child(child), now)
 
     def rekey_child_sa(self, reqid: int, now: float) -> bool:
         """Rekey the (newest) child SA of ``reqid`` now (§1.3.3), as its timer would."""
-        for sa in list(self._sas.values()):
+        for sa in self._holders(self._by_reqid.get(reqid, ())):
+            self._touch(sa)
             for child in reversed(sa.children):
                 if child.reqid == reqid and sa._may_rekey(child):
                     return sa.create_child(child.config, now, old=child)
@@ -304,21 +473,26 @@ class IkeEngine:
     def rekey_ike_sa(self, name: str, now: float) -> bool:
         """Rekey the IKE SA ``name`` now (§1.3.2, §2.18), as its timer would."""
         sa = self.find_ike_sa(name)
-        return sa is not None and sa.rekey(now)
+        return sa is not None and self._touched(sa).rekey(now)
 
     def reauthenticate_ike_sa(self, name: str, now: float) -> bool:
         """Replace the IKE SA ``name`` (or the newest of connection ``name``) by a new one
         from scratch now (§2.8.3), as its ``reauth_time`` would; the outcome comes as events
         (:mod:`ipseclab.ike.reauth`)."""
         sa = self._established_sa(name)
-        return sa is not None and sa.reauthenticate(now)
+        return sa is not None and self._touched(sa).reauthenticate(now)
 
     def child_sa_expiring(self, spi: int, inbound: bool, hard: bool, now: float) -> bool:
         """One SA of a child SA pair reached a byte or packet limit (RFC 4301 §4.4.2.1), as
         the data plane found: soft rekeys the pair (§1.3.3), hard deletes it (§1.4.1).
         ``spi`` is the SA's SPI, ours for the inbound SA, the peer's for the outbound one.
         False if no current child SA has it (a rekeyed one that still sees packets)."""
-        for sa in list(self._sas.values()):
+        # Inbound: the IKE SAs that have a child SA with this SPI (from the index); outbound
+        # SPIs are the peer's and not indexed: all IKE SAs, O(n) (rare: a volume limit).
+        sas = (self._holders(self._by_spi_in.get(spi, ())) if inbound
+               else list(self._sas.values()))
+        for sa in sas:
+            self._touch(sa)
             for child in sa.children:
                 if (child.spi_in if inbound else child.spi_out) != spi:
                     continue
@@ -331,13 +505,22 @@ class IkeEngine:
         return False
 
     def delete_child_sa(self, reqid: int, now: float) -> bool:
-        return any(sa.delete_child(reqid, now) for sa in list(self._sas.values()))
+        for sa in self._holders(self._by_reqid.get(reqid, ())):
+            self._touch(sa)
+            if sa.delete_child(reqid, now):
+                return True
+        return False
+
+    def _holders(self, children: Iterable[ChildSa]) -> list[IkeSa]:
+        """The IKE SAs holding ``children``, in the order of the SA table."""
+        holders = {id(sa): sa for c in children if (sa := self._child_home.get(id(c)))}
+        return sorted(holders.values(), key=lambda sa: sa._order)
 
     def check_liveness(self, name: str, now: float) -> bool:
         sa = self.find_ike_sa(name)
         if sa is None or sa.state is not State.ESTABLISHED:
             return False
-        sa.check_liveness(now)
+        self._touched(sa).check_liveness(now)
         return True
 
     def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> None:
@@ -356,13 +539,16 @@ class IkeEngine:
     def _forget(self, sa: IkeSa) -> None:
         if self._sas.get(sa.local_spi) is sa:
             del self._sas[sa.local_spi]
+        self._timer_at.pop(sa, None)
         self._half_open.pop((sa.spi_i, sa.remote), None)
         for key, value in list(self._half_open.items()):
             if value is sa:
                 del self._half_open[key]
 
     def _rekey_index(self, sa: IkeSa) -> None:
-        """Hook for when an SA learns its peer's SPI; we index by our own SPI only."""
+        """Hook for when an SA learns its peer's SPI: its name changes (by our SPI it is
+        still where it was)."""
+        self._sas.renamed(sa)
 
     def _initial_contact(self, sa: IkeSa, now: float) -> None:
         """INITIAL_CONTACT (§2.4): the peer has no other IKE SA with us; drop the old ones."""
@@ -404,6 +590,7 @@ class IkeEngine:
             self.dropped += 1
             self._answer_invalid_spi(message, src, dst, now)
             return
+        self._touch(sa)
         sa.receive(message, data, src, dst, now)
 
     def _answer_malformed_init(self, data: bytes, error: MalformedMessage, src: Address,
@@ -538,3 +725,84 @@ def _same_peer(owner: IkeSa, sa: IkeSa) -> bool:
     """Another established IKE SA of the same connection, peer identity and peer address."""
     return (owner is not sa and owner.state is State.ESTABLISHED and owner.config is sa.config
             and owner.remote_id == sa.remote_id and owner.remote[0] == sa.remote[0])
+
+
+def _selector_key(child: ChildSa) -> tuple:
+    return child.config.name, tuple(child.local_ts), tuple(child.remote_ts)
+
+
+def _index_add(index: dict, key: object, child: ChildSa) -> None:
+    index.setdefault(key, []).append(child)
+
+
+def _index_remove(index: dict, key: object, child: ChildSa) -> None:
+    """Take ``child`` itself (not an equal one) out of ``index[key]``; gone keys go."""
+    children = index.get(key)
+    if children is None:
+        return
+    for i, c in enumerate(children):
+        if c is child:
+            del children[i]
+            break
+    if not children:
+        del index[key]
+
+
+class _SaTable(dict):
+    """The engine's IKE SAs by our SPI (a dict), which also keeps them by name (what
+    find_ike_sa() looks up) and numbers them in the order they came (``IkeSa._order``, the
+    order a scan of the table meets them), for the engine's indexes."""
+
+    def __init__(self, engine: IkeEngine) -> None:
+        super().__init__()
+        self.engine = engine
+        self.by_name: dict[str, IkeSa] = {}
+        self._names: dict[IkeSa, str] = {}  # the name each SA is in by_name under
+        self._count = 0
+
+    def __setitem__(self, spi: bytes, sa: IkeSa) -> None:
+        old = self.get(spi)
+        if old is not None and old is not sa:
+            del self[spi]
+        if sa._order < 0:
+            self._count += 1
+            sa._order = self._count
+        super().__setitem__(spi, sa)
+        self.by_name[sa.name] = sa
+        self._names[sa] = sa.name
+        self.engine._touch(sa)
+
+    def __delitem__(self, spi: bytes) -> None:
+        sa = self[spi]
+        super().__delitem__(spi)
+        name = self._names.pop(sa, None)
+        if name is not None and self.by_name.get(name) is sa:
+            del self.by_name[name]
+        self.engine._touch(sa)
+
+    def pop(self, spi: bytes, *default: IkeSa | None) -> IkeSa | None:
+        if spi not in self:
+            return super().pop(spi, *default)
+        sa = self[spi]
+        del self[spi]
+        return sa
+
+    def clear(self) -> None:
+        """All IKE SAs go at once (a benchmark does this): so do all indexes."""
+        super().clear()
+        self.by_name.clear()
+        self._names.clear()
+        self.engine._reset_indexes()
+
+    def renamed(self, sa: IkeSa) -> None:
+        """``sa`` learnt the peer's SPI, part of its name."""
+        old = self._names.get(sa)
+        if old is None:
+            return
+        if self.by_name.get(old) is sa:
+            del self.by_name[old]
+        self.by_name[sa.name] = sa
+        self._names[sa] = sa.name
+
+    def last_order(self) -> int:
+        return self._count

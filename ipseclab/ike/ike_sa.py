@@ -40,9 +40,9 @@ from __future__ import annotations
 
 import functools
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, SupportsIndex
 
 from ipseclab.crypto import kdf
 from ipseclab.crypto.dh import DhPrivate
@@ -96,6 +96,78 @@ TRANSITIONS: dict[tuple[str, State, int, bool], str] = {
     **{(role, State.DELETING, _CHILD, False): "_refuse_create_child" for role in (_I, _R)},
 }
 
+class ChildList(list):
+    """An IKE SA's child SAs: a list that tells the engine of each child SA it gains or
+    loses, so that the engine's indexes (by inbound SPI, reqid, selectors; timers) follow
+    without scanning every IKE SA. The one hook for them, whichever exchange changes it."""
+
+    __slots__ = ("_sa",)
+
+    def __init__(self, sa: IkeSa) -> None:
+        super().__init__()
+        self._sa = sa
+
+    def _added(self, children: Sequence[ChildSa]) -> None:
+        for child in children:
+            self._sa.engine._child_added(self._sa, child)
+
+    def _removed(self, children: Sequence[ChildSa]) -> None:
+        for child in children:
+            self._sa.engine._child_removed(self._sa, child)
+
+    def append(self, child: ChildSa) -> None:
+        super().append(child)
+        self._added([child])
+
+    def insert(self, index: SupportsIndex, child: ChildSa) -> None:
+        super().insert(index, child)
+        self._added([child])
+
+    def extend(self, children: Iterable[ChildSa]) -> None:
+        children = list(children)
+        super().extend(children)
+        self._added(children)
+
+    def __iadd__(self, children: Iterable[ChildSa]) -> ChildList:  # type: ignore[override]
+        self.extend(children)
+        return self
+
+    def remove(self, child: ChildSa) -> None:
+        gone = self[self.index(child)]
+        super().remove(child)
+        self._removed([gone])
+
+    def pop(self, index: SupportsIndex = -1) -> ChildSa:
+        child = super().pop(index)
+        self._removed([child])
+        return child
+
+    def clear(self) -> None:
+        gone = list(self)
+        super().clear()
+        self._removed(gone)
+
+    def __setitem__(self, index, value) -> None:  # type: ignore[no-untyped-def]
+        before = list(self)
+        super().__setitem__(index, value)
+        self._changed(before)
+
+    def __delitem__(self, index) -> None:  # type: ignore[no-untyped-def]
+        before = list(self)
+        super().__delitem__(index)
+        self._changed(before)
+
+    def __imul__(self, n: SupportsIndex) -> ChildList:  # type: ignore[override]
+        before = list(self)
+        super().__imul__(n)
+        self._changed(before)
+        return self
+
+    def _changed(self, before: list[ChildSa]) -> None:
+        self._removed(before)
+        self._added(list(self))
+
+
 @dataclass
 class _Pending:
     """Our outstanding request: kept for retransmission until its response arrives."""
@@ -145,7 +217,8 @@ class IkeSa(IkeAuthExchange, CreateChildExchange, InformationalExchange, Reauthe
         self.init_request = b""
         self.init_response = b""
         self.nat_detected = False
-        self.children: list[ChildSa] = []
+        self._children = ChildList(self)
+        self._order = -1  # when it entered the engine's SA table (engine._SaTable)
         self.child_config: ChildConfig | None = None
         self._child_spi = 0
         self._cookie = b""
@@ -190,6 +263,17 @@ class IkeSa(IkeAuthExchange, CreateChildExchange, InformationalExchange, Reauthe
     # -- names and helpers -------------------------------------------------------------
 
     @property
+    def children(self) -> ChildList:
+        """Our child SAs, in the order they came; changes reach the engine's indexes."""
+        return self._children
+
+    @children.setter
+    def children(self, children: list[ChildSa]) -> None:
+        if children is not self._children:  # ``sa.children += more`` sets it to itself
+            self._children.clear()
+            self._children.extend(children)
+
+    @property
     def name(self) -> str:
         """(SPIi, SPIr) in hex: how events and Wireshark name this IKE SA."""
         return self.spi_i.hex() + self.spi_r.hex()
@@ -199,6 +283,7 @@ class IkeSa(IkeAuthExchange, CreateChildExchange, InformationalExchange, Reauthe
         return self.spi_i if self.initiator else self.spi_r
 
     def _event(self, event_cls: type[events.Event], now: float, **kw) -> None:
+        self.engine._touch(self)  # what we report on may have changed our timers
         self.engine._events.append(event_cls(self.name, time=now, **kw))
 
     def _flags(self, response: bool) -> HeaderFlag:
@@ -206,6 +291,7 @@ class IkeSa(IkeAuthExchange, CreateChildExchange, InformationalExchange, Reauthe
         return flags | HeaderFlag.R if response else flags
 
     def _transmit(self, data: bytes) -> None:
+        self.engine._touch(self)  # a request sent starts a retransmission timer
         self.engine._out.append((data, self.local, self.remote))
 
     def _seal(self, header: Message, inner: list[Payload]) -> list[bytes]:

@@ -125,6 +125,7 @@ class Reauthentication:
             return
         holder = old._home()
         holder._reauth_by = None
+        self.engine._touch(holder)  # its reauth_at changes: the engine's timer index
         if holder.state is State.ESTABLISHED:
             holder.reauth_at = now + RETRY_REAUTH + negotiation.jitter(self.engine.rng,
                                                                         RETRY_REAUTH)
