@@ -409,7 +409,8 @@ def test_sk_rfc7634_appendix_b() -> None:
 @pytest.mark.parametrize(("enc", "integ"), [
     ("aes128", "sha1"), ("aes256", "sha256"), ("aes192", "sha384"), ("aes128", "sha512"),
     ("aes128gcm8", None), ("aes256gcm12", None), ("aes128gcm16", None),
-    ("chacha20poly1305", None),
+    ("chacha20poly1305", None), ("aes128ctr", "sha256"), ("aes256ctr", "aesxcbc"),
+    ("3des", "aescmac"), ("aes192ccm12", None),
 ])
 def test_sk_round_trip_and_tamper(enc: str, integ: str | None) -> None:
     e = encryption(enc)
@@ -423,7 +424,7 @@ def test_sk_round_trip_and_tamper(enc: str, integ: str | None) -> None:
     message = parse_message(sealed)
     body = message.payloads[-1].body
     icv = e.icv_size if e.aead else a.icv_size
-    if not e.aead:
+    if not e.aead and not e.counter_iv:
         assert (len(body) - e.iv_size - icv) % e.block_size == 0
     assert receiver.open(sealed, message) == inner
     for position in (0, 18, 21, 40, len(sealed) - 1):
@@ -431,6 +432,20 @@ def test_sk_round_trip_and_tamper(enc: str, integ: str | None) -> None:
         broken[position] ^= 0x40
         with pytest.raises(AuthenticationFailed):
             receiver.open(bytes(broken), parse_message(bytes(broken)))
+
+
+@pytest.mark.parametrize("padding", [0, 1, 2, 3, 5])
+def test_aes_ctr_sk_plaintext_of_any_length_opens(padding: int) -> None:
+    """AES-CTR in IKE (RFC 5930) needs no padding: strongSwan sends none, so the ciphertext
+    can have any length, and a peer that pads anyway must be understood too."""
+    e, a = encryption("aes128ctr"), integrity("sha256")
+    key, akey = bytes(range(e.keymat_size)), bytes(range(a.key_size))
+    header = Message(b"I" * 8, b"R" * 8, ExchangeType.INFORMATIONAL, 0x08, 2)
+    inner = [Notify(NotifyType.INITIAL_CONTACT)]  # 8 octets: 8 + padding + 1 is odd or not
+    sealed = SkCipher(e, key, a, akey).seal(header, inner, padding=padding)
+    body = parse_message(sealed).payloads[-1].body
+    assert len(body) - e.iv_size - a.icv_size == 8 + padding + 1
+    assert SkCipher(e, key, a, akey).open(sealed, parse_message(sealed)) == inner
 
 
 # -- strongSwan's messages and fuzzing -------------------------------------------------------

@@ -13,7 +13,9 @@ SK_e (RFC 5282 §7.1), exactly as in ESP, so the per-SA cipher objects of
 
 Padding (§3.14): a CBC plaintext must fill whole cipher blocks; the Pad Length octet says
 how many padding octets precede it, and their content is arbitrary (we send zeros). AEAD
-ciphers need no padding, only the Pad Length octet (0).
+ciphers need no padding, only the Pad Length octet (0), and neither does AES-CTR
+(RFC 5930): a counter mode encrypts any number of octets, so a peer may send a ciphertext
+of any length (strongSwan does).
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ from ipseclab.ike.payload_base import MalformedMessage, Payload
 from ipseclab.ike.payloads import Encrypted, EncryptedFragment
 
 __all__ = ["SkCipher"]
+
+
+def _block(enc: EncryptionAlgorithm) -> int:
+    """The octets an SK plaintext must fill whole: a CBC cipher's block, 1 for a counter
+    mode (every AEAD here, and AES-CTR by RFC 5930)."""
+    return 1 if enc.aead or enc.counter_iv else enc.block_size
 
 
 class SkCipher:
@@ -68,7 +76,7 @@ class SkCipher:
         """
         enc = self.encryption
         first_type, chain = build_payload_chain(inner)
-        block = 1 if enc.aead else enc.block_size
+        block = _block(enc)
         if padding is None:
             padding = -(len(chain) + 1) % block
         plaintext = chain + bytes(padding) + bytes((padding,))
@@ -121,7 +129,7 @@ class SkCipher:
                                     body[-self._icv_size:]):
                 raise AuthenticationFailed(f"{what} payload ICV mismatch")
             ciphertext = body[enc.iv_size:-self._icv_size]
-            if not ciphertext or len(ciphertext) % enc.block_size:
+            if not ciphertext or len(ciphertext) % _block(enc):
                 raise MalformedMessage(f"{what} ciphertext is not a whole number of blocks")
             plaintext = self._cipher.decrypt(iv, ciphertext, b"")
         pad = plaintext[-1]
@@ -145,7 +153,7 @@ class SkCipher:
         enc = self.encryption
         first_type, chain = build_payload_chain(inner)
         size = chunk_size(max_size, enc.iv_size, self._icv_size,
-                          1 if enc.aead else enc.block_size)
+                          _block(enc))
         chunks = [chain[i:i + size] for i in range(0, len(chain), size)] or [b""]
         total = len(chunks)
         if total > 0xFFFF:
@@ -157,7 +165,7 @@ class SkCipher:
     def _seal_fragment(self, message: Message, number: int, total: int, first_inner: int,
                        chunk: bytes) -> bytes:
         enc = self.encryption
-        block = 1 if enc.aead else enc.block_size
+        block = _block(enc)
         padding = -(len(chunk) + 1) % block
         plaintext = chunk + bytes(padding) + bytes((padding,))
         return self._sealed(
