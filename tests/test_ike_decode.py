@@ -191,6 +191,30 @@ def test_wrong_keys_with_separate_integrity() -> None:
     assert view_message(h.datagrams[2][0], IkeKeys([wrong])).status == "auth_failed"
 
 
+@pytest.mark.parametrize("proposals", [
+    "aes128-aesxcbc-prfaesxcbc-modp2048", "aes256-aescmac-prfaescmac-ecp256",
+    "aes128ctr-sha256-x25519", "aes256ctr-md5-prfsha1-x25519", "3des-sha512-x25519",
+    "aes192ccm12-prfsha384-x25519", "chacha20poly1305-prfsha256-x25519",
+])
+def test_every_ike_cipher_and_mac_reaches_the_key_log_and_decodes(proposals: str) -> None:
+    """The key log line the engine's event writes opens IKE_AUTH, whatever the algorithms:
+    Wireshark has no AES-XCBC or AES-CMAC, so those IKE SAs log an ICV it does not check."""
+    h = handshake(proposals)
+    unchecked = "aesxcbc" in proposals or "aescmac" in proposals
+    assert (h.ike_entry.integrity == "ANY 96-bits of Authentication [No Checking]") is unchecked
+    for data, _src, _dst in h.datagrams[2:4]:
+        view = view_message(data, IkeKeys([h.ike_entry]))
+        assert view.status == "ok" and view.inner[0] in ("IDi", "IDr"), view
+
+
+def test_an_unchecked_icv_still_needs_the_right_keys() -> None:
+    h = handshake("aes128-aesxcbc-prfaesxcbc-modp2048")
+    e = h.ike_entry
+    wrong = dataclasses.replace(e, sk_ei=bytes(len(e.sk_ei)))
+    view = view_message(h.datagrams[2][0], IkeKeys([wrong]))
+    assert view.status in ("malformed", "auth_failed") and view.inner is None
+
+
 def test_unknown_algorithm_in_key_log_is_no_sa(hs: Handshake) -> None:
     odd = dataclasses.replace(hs.ike_entry, encryption="Rot13 [no RFC]")
     view = view_message(hs.datagrams[2][0], IkeKeys([odd]))

@@ -18,11 +18,12 @@ capture of the wire would show (with the non-ESP marker on port 4500, RFC 3948 Â
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ipseclab.crypto import transforms
-from ipseclab.crypto.transforms import EncryptionAlgorithm, IntegrityAlgorithm
+from ipseclab.crypto.transforms import EncryptionAlgorithm, IntegrityAlgorithm, IntegrityCheck
 from ipseclab.errors import AuthenticationFailed, IpsecLabError
 from ipseclab.ike.constants import ExchangeType, IdType, NotifyType, PayloadType, ProtocolId
 from ipseclab.ike.fragments import FragmentLimits, Reassembly
@@ -46,7 +47,30 @@ _ENCRYPTION_BY_NAME: dict[str, EncryptionAlgorithm] = {
     "chacha20poly1305": transforms.ENCRYPTION["chacha20poly1305"],
 }
 _INTEGRITY_BY_NAME: dict[str, IntegrityAlgorithm] = {
-    a.ike_wireshark_name: a for a in transforms.INTEGRITY.values() if a.ike_wireshark_name}
+    a.ike_wireshark_name: a for a in transforms.INTEGRITY.values()
+    if a.ike_wireshark_name and not a.ike_wireshark_name.startswith("ANY ")}
+# Wireshark's "ANY n-bits of Authentication [No Checking]" (what an IKE SA with AES-XCBC or
+# AES-CMAC gets in the key log): the ICV's length is known, the algorithm is not.
+_UNCHECKED = re.compile(r"ANY (\d+)-bits of Authentication \[No Checking\]")
+
+
+class _Unchecked(IntegrityCheck):
+    """An ICV that is skipped, not verified: the key log did not say which MAC made it."""
+
+    __slots__ = ()
+
+    def verify(self, data: bytes, icv: bytes) -> bool:
+        return len(icv) == self.icv_size
+
+
+def _integrity(name: str) -> IntegrityAlgorithm | None:
+    if name in _INTEGRITY_BY_NAME:
+        return _INTEGRITY_BY_NAME[name]
+    unchecked = _UNCHECKED.fullmatch(name)
+    if unchecked is None or int(unchecked[1]) % 8:
+        return None
+    return IntegrityAlgorithm("unchecked", 0, 0, int(unchecked[1]) // 8,
+                              ike_wireshark_name=name, _factory=lambda _k, i: _Unchecked(i))
 
 
 def _payload_name(p: Payload, response: bool) -> str:
@@ -198,12 +222,14 @@ class IkeKeys:
         enc = _ENCRYPTION_BY_NAME.get(entry.encryption)
         if enc is None:
             raise IpsecLabError(f"IKE key log: unknown encryption '{entry.encryption}'")
-        integ = None if enc.aead else _INTEGRITY_BY_NAME.get(entry.integrity)
+        integ = None if enc.aead else _integrity(entry.integrity)
         if not enc.aead and integ is None:
             raise IpsecLabError(f"IKE key log: unknown integrity '{entry.integrity}'")
         ek, ak = (entry.sk_ei, entry.sk_ai) if from_initiator else (entry.sk_er, entry.sk_ar)
         try:
-            return SkCipher(enc, ek, integ, ak if integ else b"")
+            # An unchecked ICV takes no key (SK_a* is in the log all the same).
+            checked = integ is not None and integ.keyword != "unchecked"
+            return SkCipher(enc, ek, integ, ak if checked else b"")
         except (ValueError, TypeError) as exc:
             raise IpsecLabError(f"IKE key log: key does not fit {enc.keyword}: {exc}") from None
 

@@ -437,6 +437,8 @@ def _encryption_rows() -> list[EncryptionAlgorithm]:
     return rows
 
 
+IKE_UNCHECKED_96 = "ANY 96-bits of Authentication [No Checking]"
+
 _INTEGRITY_ROWS = [
     IntegrityAlgorithm("md5", AUTH_HMAC_MD5_96, 16, 12, "hmac(md5)", "HMAC-MD5-96 [RFC2403]",
                        "HMAC_MD5_96 [RFC2403]", legacy=True, rfc="RFC 2403",
@@ -444,11 +446,13 @@ _INTEGRITY_ROWS = [
     IntegrityAlgorithm("sha1", AUTH_HMAC_SHA1_96, 20, 12, "hmac(sha1)", "HMAC-SHA-1-96 [RFC2404]",
                        "HMAC_SHA1_96 [RFC2404]", legacy=True, rfc="RFC 2404",
                        _factory=_hmac_factory("sha1")),
+    # Wireshark's IKEv2 table has no AES-XCBC or AES-CMAC: it decrypts such an IKE SA
+    # with an ICV of the right length that it does not check.
     IntegrityAlgorithm("aesxcbc", AUTH_AES_XCBC_96, 16, 12, "xcbc(aes)",
-                       "AES-XCBC-MAC-96 [RFC3566]", "", rfc="RFC 3566",
+                       "AES-XCBC-MAC-96 [RFC3566]", IKE_UNCHECKED_96, rfc="RFC 3566",
                        _factory=lambda k, i: _Xcbc(k, i)),
     IntegrityAlgorithm("aescmac", AUTH_AES_CMAC_96, 16, 12, "cmac(aes)", "AES-CMAC-96 [RFC4494]",
-                       "", rfc="RFC 4494", _factory=lambda k, i: _Cmac(k, i)),
+                       IKE_UNCHECKED_96, rfc="RFC 4494", _factory=lambda k, i: _Cmac(k, i)),
     IntegrityAlgorithm("sha256", AUTH_HMAC_SHA2_256_128, 32, 16, "hmac(sha256)",
                        "HMAC-SHA-256-128 [RFC4868]", "HMAC_SHA2_256_128 [RFC4868]",
                        rfc="RFC 4868", _factory=_hmac_factory("sha256")),

@@ -95,12 +95,13 @@ class IkeEvents:
 
     def _ikelog_add(self: IkeGateway,
                     ev: events.IkeSaKeysDerived | events.IkeSaEstablished) -> None:
-        self.message_keys.add(ev.keylog_entry())  # in memory, for the message log only
-        if self._ikelog is not None:
-            try:
-                self._ikelog.add(ev.keylog_entry())
-            except (IpsecLabError, OSError) as exc:
-                log.warning("key log: IKE SA %s: %s", ev.ike_sa, exc)
+        try:
+            entry = ev.keylog_entry()
+            self.message_keys.add(entry)  # in memory, for the message log only
+            if self._ikelog is not None:
+                self._ikelog.add(entry)
+        except (IpsecLabError, OSError) as exc:
+            log.warning("key log: IKE SA %s: %s", ev.ike_sa, exc)
 
     def _on_IkeSaEstablished(self: IkeGateway, ev: events.IkeSaEstablished) -> None:
         old = getattr(ev, "old_ike_sa", "")
