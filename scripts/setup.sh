@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(python3 python3-venv python3-pip iproute2 iptables tcpdump tshark mininet iperf3
-              charon-systemd strongswan-swanctl libcharon-extra-plugins procps iputils-ping
-              strongswan-pki openssl)
+              charon-systemd strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins
+              procps iputils-ping strongswan-pki openssl)
 VENV=.venv
 STAMP=$VENV/.ipseclab-setup
 EXTRAS=${IPSECLAB_EXTRAS:-dev,notebooks}

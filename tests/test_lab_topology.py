@@ -10,7 +10,8 @@ import pytest
 from ipseclab.errors import ConfigError
 from ipseclab.lab.capture import classify
 from ipseclab.lab.scenario import load_scenario
-from ipseclab.lab.topology import TOPOLOGY_DIR, hub_and_spoke, load_topology
+from ipseclab.lab.topology import TOPOLOGY_DIR, hub_and_spoke, load_topology, parse_topology
+from ipseclab.lab.yamlnodes import Source
 
 NAMES = ["host-to-host", "site-to-site", "hub-and-spoke", "on-path-attacker", "nat-road-warrior"]
 
@@ -235,6 +236,21 @@ def test_scenario_lossless_ping_and_ike_sas(tmp_path: Path) -> None:
     assert err.line == 5 and "lossless" in err.message
     err = scenario_error(tmp_path, text.replace("min: 2", "min: 0"))
     assert err.line == 8 and "min" in err.message
+
+
+def test_scenario_traffic_from_and_to_a_nodes_address(tmp_path: Path) -> None:
+    """A ping or iperf3 end may be an address of a node (its source address, then): how
+    site-to-site-algorithms sends from each of h1's addresses through its own child SA."""
+    write(tmp_path, GOOD)
+    topo = parse_topology(Source(tmp_path / "t.yaml"))
+    h1 = str(topo.nodes["h1"].primary_address.ip)
+    gw1 = str(topo.nodes["gw1"].primary_address.ip)
+    assert topo.owner(h1) == "h1" and topo.owner("gw1:eth0") == "gw1" and topo.owner("h1") == "h1"
+    text = SCENARIO.replace("from: h1, to: gw1", f"from: {h1}, to: {gw1}")
+    s = load_scenario(write(tmp_path, text.format(topo="t.yaml"), "s.yaml"))
+    assert (s.steps[1].args["from"], s.steps[1].args["to"]) == (h1, gw1)
+    err = scenario_error(tmp_path, SCENARIO.replace("to: gw1", "to: 10.99.0.1"))
+    assert err.line == 5 and "no node" in err.message and "10.99.0.1" in err.message
 
 
 def eth(ethertype: int, payload: bytes) -> bytes:

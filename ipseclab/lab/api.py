@@ -142,11 +142,14 @@ class Lab:
     def ping(self, src: str, dst: str, count: int = 3, interval: float = 0.2,
              pattern: str | None = None, timeout: float = 1.0) -> PingResult:
         """ICMP echo from ``src`` to ``dst``; ``pattern`` (text, at most 16 bytes) fills the
-        payload so a capture can be searched for it."""
+        payload so a capture can be searched for it. A ``src`` that is an address of a node
+        is the pings' source address."""
         args = ["ping", "-n", "-c", str(count), "-i", str(interval), "-W", f"{timeout:g}"]
+        if _is_address(src):
+            args += ["-I", src]
         if pattern:
             args += ["-p", pattern.encode().hex()]
-        out = self.node(src.split(":")[0]).cmd(*args, self.address(dst))
+        out = self.node(self.topology.owner(src)).cmd(*args, self.address(dst))
         m = _SUMMARY.search(out)
         if m is None:
             raise IpsecLabError(f"ping from {src} to {dst} failed: {out.strip()[-200:]}")
@@ -157,7 +160,7 @@ class Lab:
                bandwidth: str = "10M") -> IperfResult:
         """Throughput from ``src`` to ``dst`` with a one-off iperf3 server on ``dst``."""
         addr = self.address(dst)
-        server = self.node(dst.split(":")[0]).popen(
+        server = self.node(self.topology.owner(dst)).popen(
             ["iperf3", "-s", "-1", "-B", addr, "--forceflush"], "iperf3 server",
             stderr=subprocess.STDOUT,
         )
@@ -167,7 +170,9 @@ class Lab:
             args = ["iperf3", "-c", addr, "-t", f"{seconds:g}", "-J", "--connect-timeout", "3000"]
             if udp:
                 args += ["-u", "-b", bandwidth]
-            out = self.node(src.split(":")[0]).cmd(*args)
+            if _is_address(src):
+                args += ["-B", src]
+            out = self.node(self.topology.owner(src)).cmd(*args)
         finally:
             if server.poll() is None:
                 server.terminate()
@@ -247,3 +252,12 @@ def _wait_for(proc: subprocess.Popen[bytes], marker: bytes, timeout: float, what
             raise IpsecLabError(f"{what} did not start: {seen.decode(errors='replace').strip()}")
         if select.select([fd], [], [], left)[0]:
             seen += proc.stdout.read1(4096)  # type: ignore[attr-defined]
+
+
+def _is_address(target: str) -> bool:
+    """Whether a traffic target is an IP address (rather than ``h2`` or ``h2:eth0``)."""
+    try:
+        ipaddress.ip_address(target)
+    except ValueError:
+        return False
+    return True

@@ -59,4 +59,9 @@ def doctor() -> list[Check]:
     checks.append(Check("strongSwan kernel-libipsec plugin", bool(plugin),
                         plugin[0] if plugin else "not found (userspace ESP for strongSwan)",
                         _apt("libcharon-extra-plugins")))
+    cmac = sorted(glob.glob("/usr/lib/*/ipsec/plugins/libstrongswan-cmac.so")
+                  + glob.glob("/usr/lib/ipsec/plugins/libstrongswan-cmac.so"))
+    checks.append(Check("strongSwan cmac plugin", bool(cmac),
+                        cmac[0] if cmac else "not found (aescmac, prfaescmac for strongSwan)",
+                        _apt("libstrongswan-extra-plugins")))
     return checks

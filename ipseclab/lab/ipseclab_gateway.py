@@ -144,8 +144,8 @@ def check_sa_counters(ctx, spec) -> CheckResult:
         return CheckResult(spec.name, FAIL, f"{node} has no SAs")
     idle = [s for s in sas if not s.get("packets")]
     bad = [s for s in sas if s.get("auth_failed") or s.get("replay") or s.get("bad_padding")]
-    summary = ", ".join(f"{s['direction']} {s['spi']}: {s.get('packets', 0)} packets"
-                        for s in sas)
+    summary = ", ".join(f"{s['direction']} {s['spi']} {s.get('algorithms', '')}: "
+                        f"{s.get('packets', 0)} packets" for s in sas)
     if idle or bad:
         return CheckResult(spec.name, FAIL, f"idle or failing SAs: {summary}")
     return CheckResult(spec.name, PASS, summary)

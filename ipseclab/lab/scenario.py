@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from ipseclab.errors import ConfigError
 from ipseclab.lab import yamlnodes as yn
 from ipseclab.lab.topology import (
     GatewaySpec,
@@ -229,7 +230,11 @@ def _from_to(src: yn.Source, f: dict[str, tuple[yaml.ScalarNode, yaml.Node]],
     out = {}
     for k in ("from", "to"):
         raw = yn.text(src, f[k][1], k)
-        _node(src, f[k][1], raw.split(":")[0], topology)
+        try:
+            owner = topology.owner(raw)
+        except ConfigError as exc:
+            raise src.error(f[k][1], exc.message, raw) from None
+        _node(src, f[k][1], owner, topology)
         out[k] = raw
     return out
 

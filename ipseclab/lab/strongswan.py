@@ -43,7 +43,7 @@ CHARON = "/usr/sbin/charon-systemd"
 SWANCTL = "swanctl"
 # openssl provides X25519, ECP, MODP and ChaCha20-Poly1305 (Debian builds no curve25519 or
 # chapoly plugin).
-PLUGINS = ("random nonce openssl pem pkcs1 pkcs8 x509 pubkey aes sha1 sha2 hmac gcm kdf"
+PLUGINS = ("random nonce openssl pem pkcs1 pkcs8 x509 pubkey aes sha1 sha2 hmac gcm xcbc cmac kdf"
            " kernel-libipsec kernel-netlink socket-default vici")
 # Enough for swanctl to read PSKs, certificates and keys; no network plugins.
 SWANCTL_PLUGINS = "random nonce openssl pem pkcs1 pkcs8 x509 pubkey"

@@ -117,6 +117,19 @@ class Topology:
     description: str = ""
     path: Path | None = None
 
+    def owner(self, target: str) -> str:
+        """The node a traffic target names: ``h2``, ``h2:eth0``, or one of h2's addresses
+        (a node with several addresses, e.g. one per child SA, is reached at each)."""
+        try:
+            ip = ipaddress.ip_address(target)
+        except ValueError:
+            return target.partition(":")[0]
+        for node in self.nodes.values():
+            if any(a.ip == ip for intf in node.interfaces for a in intf.addresses):
+                return node.name
+        raise ConfigError(f"no node of topology {self.name} has the address {target}",
+                          token=target)
+
     def node(self, name: str) -> Node:
         try:
             return self.nodes[name]
