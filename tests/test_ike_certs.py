@@ -184,6 +184,24 @@ def test_untrusted_ca(pki, tmp_path):
     assert not i.ike_sas and not r.ike_sas
 
 
+@pytest.mark.parametrize("kind", testpki.KEY_KINDS)
+def test_lab_pki_of_every_key_kind_verifies(kind, tmp_path):
+    """The lab PKI issues end entities of each key kind (EdDSA ones too, RFC 8410) whose
+    chain our verifier accepts; an EdDSA CA signs without a separate hash."""
+    from ipseclab.ike.certs import load_certificate, verify_chain
+
+    for ca_key in ("rsa2048", "ed25519") if kind in ("ed25519", "ecdsa256") else ("rsa2048",):
+        made = testpki.make_lab_pki(tmp_path / ca_key / kind, (testpki.HostSpec(
+            "h", kind, "C=CH, O=ipseclab, CN=h.ipseclab.test", ("h.ipseclab.test",)),),
+            ca_key=ca_key)
+        leaf = load_certificate(made.certs["h"])
+        chain = verify_chain(leaf, [], [made.ca_cert], datetime.datetime(2025, 1, 1,
+                                                                         tzinfo=datetime.UTC))
+        assert chain[0] == leaf and chain[-1] == made.ca_cert
+    with pytest.raises(ValueError, match="known"):
+        testpki.generate_key("dsa1024")
+
+
 def test_expired_certificate(pki):
     from ipseclab.ike.certs import load_private_key
 

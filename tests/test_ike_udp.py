@@ -17,6 +17,7 @@ from ipseclab.drivers.ike_udp import (
     classify_4500,
     config_from_dict,
     event_to_dict,
+    load_configs,
 )
 from ipseclab.ike.config import ChildConfig, IkeConfig
 from ipseclab.ike.engine import IkeEngine
@@ -85,6 +86,23 @@ def test_config_from_dict() -> None:
     assert conf.psk == b"k" and conf.child("c").esp_proposals == "aes256-sha256"
     with pytest.raises(Exception, match="bad connection"):
         config_from_dict({"name": "x", "psk": "k", "no_such_field": 1})
+
+
+def test_load_configs_reads_a_swanctl_conf_or_json(tmp_path) -> None:
+    from pathlib import Path
+
+    from ipseclab.errors import IpsecLabError
+
+    gw1 = Path(__file__).resolve().parents[1] / "topologies/configs/site-to-site/gw1.swanctl.conf"
+    (conf,) = load_configs(gw1)
+    assert conf.name == "site-to-site" and conf.psk == b"ipseclab site-to-site lab secret"
+    assert conf.child("net").remote_ts == ["10.2.0.0/24"]
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps([{"name": "a", "psk": "k"}, {"name": "b", "psk": "k"}]))
+    assert [c.name for c in load_configs(path)] == ["a", "b"]
+    path.write_text("connections { }")
+    with pytest.raises(IpsecLabError, match="not JSON"):
+        load_configs(path)
 
 
 LOG = """\

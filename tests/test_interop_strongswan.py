@@ -456,3 +456,96 @@ def test_every_shared_esp_algorithm_carries_pings_both_ways(impl: str | None,
     assert len(esp) >= 4 * len(names)  # 2 pings and 2 replies per child SA, at least
     assert {f.status for f in esp} == {"ok"}, [(f.frame, f.status, f.spi) for f in esp
                                              if f.status != "ok"]
+
+
+# --- certificates of every key type ------------------------------------------------------------
+
+MOON_DN = "C=CH, O=ipseclab, CN=moon.ipseclab.test"  # ours
+SUN_DN = "C=CH, O=ipseclab, CN=sun.ipseclab.test"    # charon's
+CERT_SWANCTL = """\
+connections {{
+  {name} {{
+    local_addrs = {local}
+    remote_addrs = {remote}
+    proposals = aes128gcm16-prfsha256-x25519
+    local {{
+      auth = {auth}
+      certs = {stem}Cert.pem
+      id = "{me}"
+    }}
+    remote {{
+      auth = pubkey
+      id = "{peer}"
+    }}
+    children {{
+      net {{
+        local_ts = {my_lan}
+        remote_ts = {peer_lan}
+        esp_proposals = aes128gcm16
+      }}
+    }}
+  }}
+}}
+"""
+# (key kind of both end entities, swanctl auth, what charon's log names the signature)
+AUTH_KINDS = [
+    ("rsa2048", "pubkey", "RSA"),
+    ("rsa3072", "rsa/pss", "RSA_EMSA_PSS"),
+    ("ecdsa256", "pubkey", "ECDSA"),
+    ("ecdsa384", "pubkey", "ECDSA"),
+    ("ecdsa521", "pubkey", "ECDSA"),
+    ("ed25519", "pubkey", "ED25519"),
+    ("ed448", "pubkey", "ED448"),
+]
+
+
+def _swanctl_dir(directory: Path, pki, stem: str, text: str) -> Path:
+    """A swanctl folder: swanctl.conf, the CA, the host's certificate and key."""
+    for sub in ("x509ca", "x509", "private"):
+        (directory / sub).mkdir(parents=True, exist_ok=True)
+    shutil.copy(pki.ca_cert_path, directory / "x509ca")
+    shutil.copy(pki.certs[stem], directory / "x509")
+    shutil.copy(pki.keys[stem], directory / "private")
+    (directory / "swanctl.conf").write_text(text)
+    return directory / "swanctl.conf"
+
+
+@pytest.mark.parametrize("we_initiate", [True, False], ids=["ours-initiates", "charon-initiates"])
+@pytest.mark.parametrize("kind,auth,logged", AUTH_KINDS, ids=[k[0] for k in AUTH_KINDS])
+def test_certificates_of_every_key_type(charon: Charon, namespaces: tuple[str, str],
+                                        tmp_path: Path, kind: str, auth: str, logged: str,
+                                        we_initiate: bool) -> None:
+    """Both ends hold a certificate of ``kind`` from one CA (RSA-3072) and sign AUTH with it
+    (RFC 7296 §2.15, RFC 7427 digital signatures, RFC 8420 EdDSA, RSASSA-PSS with rsa/pss):
+    each verifies the other's chain and signature."""
+    from ipseclab.ike.testpki import HostSpec, make_lab_pki
+
+    pki = make_lab_pki(tmp_path / "pki", (HostSpec("moon", kind, MOON_DN, (OURS,)),
+                                          HostSpec("sun", kind, SUN_DN, (THEIRS,))))
+    name = f"cert-{kind}-{int(we_initiate)}"
+    ours_conf = _swanctl_dir(tmp_path / "ours", pki, "moon", CERT_SWANCTL.format(
+        name="lab", local=OURS, remote=THEIRS, auth=auth, stem="moon", me=MOON_DN,
+        peer=SUN_DN, my_lan=OUR_LAN, peer_lan=THEIR_LAN))
+    theirs_conf = _swanctl_dir(tmp_path / "theirs", pki, "sun", CERT_SWANCTL.format(
+        name=name, local=THEIRS, remote=OURS, auth=auth, stem="sun", me=SUN_DN,
+        peer=MOON_DN, my_lan=THEIR_LAN, peer_lan=OUR_LAN))
+    charon.terminate_all()
+    log_start = len(charon.log_text())
+    charon.install_config(theirs_conf)
+    charon.load_all()
+    ours = Ours(namespaces[0], ours_conf, we_initiate)
+    charon_ok = charon.initiate("net", name, timeout=6) if not we_initiate else True
+    ours.finish()
+    log = charon.log_text()[log_start:]
+    ike_up = ours.first("IkeSaEstablished")
+    assert ike_up is not None and ours.first("ChildSaEstablished") is not None and charon_ok, \
+        [e for e in ours.events if e["event"] != "IkeSaKeysDerived"]
+    assert (ike_up["local_auth"], ike_up["remote_auth"]) == ("pubkey", "pubkey")
+    assert ike_up["peer_certificate"] == SUN_DN
+    sa = established(charon, ike_up["spi_i"], ike_up["spi_r"])
+    assert sa is not None and sa["state"] == "ESTABLISHED", charon.list_sas()
+    # charon checked our signature, of the kind asked for (PSS only with rsa/pss)
+    verdict = re.search(rf"authentication of '{re.escape(MOON_DN)}' with (.*) successful", log)
+    assert verdict is not None and logged in verdict[1], log[-3000:]
+    if auth == "pubkey":
+        assert "PSS" not in verdict[1]

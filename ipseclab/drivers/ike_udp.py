@@ -15,7 +15,8 @@ Run it on its own, for tests inside a network namespace::
     python -m ipseclab.drivers.ike_udp --address 192.0.2.1 --config conn.json \\
         [--initiate NAME] [--until ChildSaEstablished,AuthenticationFailed] [--timeout 10]
 
-``conn.json`` holds one :class:`~ipseclab.ike.config.IkeConfig` as an object (or a list of
+``--config`` is a swanctl.conf (certificates and keys in ``x509/``, ``private/`` ... beside
+it), or a JSON file: one :class:`~ipseclab.ike.config.IkeConfig` as an object (or a list of
 them), children as a list of :class:`~ipseclab.ike.config.ChildConfig` objects, the PSK as
 text. Each event is printed as one JSON line (keys in hex), after a first ``Listening`` line.
 """
@@ -40,7 +41,7 @@ from ipseclab.ike.config import ChildConfig, IkeConfig
 from ipseclab.ike.engine import IkeEngine
 
 __all__ = ["IKE_PORT", "NAT_T_PORT", "NON_ESP_MARKER", "IkeUdpDriver", "classify_4500",
-           "config_from_dict", "event_to_dict", "main"]
+           "config_from_dict", "event_to_dict", "load_configs", "main"]
 
 IKE_PORT = 500
 NAT_T_PORT = 4500
@@ -189,6 +190,20 @@ class IkeUdpDriver:
 # --- JSON in and out, for the command line -------------------------------------------------
 
 
+def load_configs(path: Path) -> list[IkeConfig]:
+    """The connections of a swanctl.conf (``*.conf``, with its x509/private folders beside
+    it, as a gateway reads them) or of a JSON file (an IkeConfig dict or a list of them)."""
+    if path.suffix == ".conf":
+        from ipseclab.config.swanctl import load_swanctl
+
+        return list(load_swanctl(path).connections.values())
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise IpsecLabError(f"{path}: not JSON ({error})") from None
+    return [config_from_dict(c) for c in (raw if isinstance(raw, list) else [raw])]
+
+
 def config_from_dict(data: dict[str, Any]) -> IkeConfig:
     """An IkeConfig from its fields as a dict; ``children`` a list of ChildConfig dicts."""
     data = dict(data)
@@ -234,8 +249,7 @@ def _print(data: dict[str, Any]) -> None:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    raw = json.loads(Path(args.config).read_text())
-    configs = [config_from_dict(c) for c in (raw if isinstance(raw, list) else [raw])]
+    configs = load_configs(Path(args.config))
     engine = IkeEngine(configs, local_addr=args.address,
                        wall_clock=lambda now: now + (time.time() - time.monotonic()))
     until = {name for name in args.until.split(",") if name}
@@ -260,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ipseclab.drivers.ike_udp",
                                      description="Run the IKEv2 engine on UDP 500/4500.")
     parser.add_argument("--address", required=True, help="local IP address to bind")
-    parser.add_argument("--config", required=True, help="JSON file: an IkeConfig or a list")
+    parser.add_argument("--config", required=True,
+                        help="a swanctl.conf, or a JSON file: an IkeConfig or a list")
     parser.add_argument("--initiate", help="connection to initiate")
     parser.add_argument("--until", default="", help="exit after one of these events (a,b)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait")

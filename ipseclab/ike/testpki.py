@@ -1,6 +1,6 @@
 """A small lab PKI written in strongSwan's swanctl layout, for tests, topologies, notebooks.
 
-``make_lab_pki(directory)`` writes::
+``make_lab_pki(directory)`` writes (by default; other key kinds: :data:`KEY_KINDS`)::
 
     x509ca/caCert.pem        root CA, RSA-3072, "C=CH, O=ipseclab, CN=ipseclab Root CA"
     private/caKey.pem
@@ -26,10 +26,10 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["HostSpec", "LabPki", "generate_key", "issue_certificate", "issue_crl",
+__all__ = ["KEY_KINDS", "HostSpec", "LabPki", "generate_key", "issue_certificate", "issue_crl",
            "make_lab_pki", "name", "revoke"]
 
 DEFAULT_START = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
@@ -48,10 +48,22 @@ def name(dn: str) -> x509.Name:
     return x509.Name(attrs)
 
 
-def generate_key(kind: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
-    """``rsa3072``, ``rsa2048``, ``ecdsa256`` or ``ecdsa384``."""
+PrivateKey = (rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+              | ed448.Ed448PrivateKey)
+KEY_KINDS = ("rsa2048", "rsa3072", "rsa4096", "ecdsa256", "ecdsa384", "ecdsa521", "ed25519",
+             "ed448")
+
+
+def generate_key(kind: str) -> PrivateKey:
+    """A new private key of one of :data:`KEY_KINDS` (``pki --gen --type ... --size ...``)."""
+    if kind not in KEY_KINDS:
+        raise ValueError(f"unknown key kind {kind!r}; known: {', '.join(KEY_KINDS)}")
     if kind.startswith("rsa"):
         return rsa.generate_private_key(65537, int(kind[3:]))
+    if kind == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    if kind == "ed448":
+        return ed448.Ed448PrivateKey.generate()
     curves = {"ecdsa256": ec.SECP256R1(), "ecdsa384": ec.SECP384R1(), "ecdsa521": ec.SECP521R1()}
     return ec.generate_private_key(curves[kind])
 
@@ -97,7 +109,10 @@ def issue_certificate(issuer: x509.Certificate | None, issuer_key: object, subje
     if issuer is not None:
         builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
             issuer.public_key()), critical=False)  # type: ignore[arg-type]
-    return builder.sign(issuer_key, hashes.SHA256())  # type: ignore[arg-type]
+    # EdDSA signs the certificate itself, without a separate hash (RFC 8410 §6).
+    digest = None if isinstance(issuer_key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey) \
+        else hashes.SHA256()
+    return builder.sign(issuer_key, digest)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
