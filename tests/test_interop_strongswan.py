@@ -205,13 +205,14 @@ class Tcpdump:
 
 def run_case(charon: Charon, ns: str, tmp: Path, ike: str, esp: str, *, we_initiate: bool,
              our_psk: str = PSK, their_psk: str = PSK, addrs: tuple[str, str, str, str] = V4,
-             encap: bool = False) -> tuple[Ours, bool, Path, str]:
+             encap: bool = False, their_ike: str | None = None
+             ) -> tuple[Ours, bool, Path, str]:
     """One negotiation; returns our side, whether charon's initiate succeeded, the capture
-    and what charon logged meanwhile."""
+    and what charon logged meanwhile. charon's IKE proposal is ``their_ike`` if given."""
     charon.terminate_all()
     log_start = len(charon.log_text())
-    name = f"c{abs(hash((ike, we_initiate, their_psk))) % 10**6}"
-    load(charon, name, ike, esp, their_psk, addrs)
+    name = f"c{abs(hash((ike, their_ike, we_initiate, their_psk))) % 10**6}"
+    load(charon, name, their_ike or ike, esp, their_psk, addrs)
     cap = Tcpdump(ns, tmp / "wan.pcap")
     try:
         ours = Ours(ns, our_config(tmp / "ours.json", ike, esp, our_psk, addrs, encap),
@@ -330,6 +331,33 @@ def test_our_encap_yes_makes_charon_see_a_nat(charon: Charon, namespaces: tuple[
     assert ike_up is not None and charon_ok and ike_up["nat_detected"], ours.events
     sa = established(charon, ike_up["spi_i"], ike_up["spi_r"])
     assert sa is not None and sa.get("nat-remote") == "yes", sa
+
+
+@pytest.mark.parametrize("we_initiate", [True, False], ids=["ours-initiates", "charon-initiates"])
+def test_a_wrong_key_exchange_guess_is_corrected(charon: Charon, namespaces: tuple[str, str],
+                                                 tmp_path: Path, we_initiate: bool) -> None:
+    """The initiator's KE payload guesses its first group (x25519); the responder accepts
+    only ecp256 and answers INVALID_KE_PAYLOAD naming it, and the initiator starts IKE_SA_INIT
+    again with that group (RFC 7296 §1.2, §3.10.1)."""
+    guessing, strict = "aes128gcm16-prfsha256-x25519-ecp256", "aes128gcm16-prfsha256-ecp256"
+    ours, charon_ok, pcap, log = run_case(
+        charon, namespaces[0], tmp_path, guessing if we_initiate else strict, "aes128gcm16",
+        we_initiate=we_initiate, their_ike=strict if we_initiate else guessing)
+    ike_up = ours.first("IkeSaEstablished")
+    assert ike_up is not None and ours.first("ChildSaEstablished") is not None and charon_ok, \
+        ours.events
+    assert [str(g) for g in parse_proposal(ike_up["proposal"], "ike").dh] == ["ecp256"]
+    sa = established(charon, ike_up["spi_i"], ike_up["spi_r"])
+    assert sa is not None and sa["dh-group"] == "ECP_256", sa
+    told = ("DH group CURVE_25519 unacceptable, requesting ECP_256" if we_initiate
+            else "peer didn't accept DH group CURVE_25519, it requested ECP_256")
+    assert told in log, "\n".join(line for line in log.splitlines() if "ECP_256" in line)
+    # Two IKE_SA_INIT requests went out on UDP 500, the first with the wrong guess.
+    from ipseclab.lab.capture import frames
+
+    inits = [f for f in frames(pcap) if f.proto == 17 and f.dport == 500
+             and f.src == (OURS if we_initiate else THEIRS)]
+    assert len(inits) == 2, [f.describe() for f in frames(pcap)]
 
 
 @pytest.fixture(scope="module")
