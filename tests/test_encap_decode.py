@@ -139,6 +139,10 @@ def test_decode_json_reports_every_frame(protected, capsys) -> None:
     assert all(r["status"] == "ok" and r["proto"] == "esp" for r in rows)
     assert rows[1]["inner"] == bytes(pkts[1].payload).hex()
     assert rows[0]["next_header"] == 17 and rows[1]["next_header"] in (4, 41)
+    from ipseclab.capture.pcap import read_capture
+
+    wire = [len(f.data) for f in read_capture(tmp_path / "esp.pcap")]
+    assert [r["length"] for r in rows] == wire  # raw IP links: the frame is the packet
 
 
 def test_tampered_and_replayed_frames_are_reported(tmp_path) -> None:
@@ -187,12 +191,12 @@ ints = st.none() | st.integers(0, 2**64)
 @given(st.integers(1, 10**7), st.floats(0, 2e9, allow_nan=False), st.sampled_from(
        ["esp", "ah", "other"]), st.sampled_from([s.value for s in Status]), texts, texts, ints,
        ints, ints, st.sampled_from([None, "tunnel", "transport"]), st.booleans(),
-       st.none() | st.binary(max_size=40), st.text(max_size=30))
+       st.none() | st.binary(max_size=40), st.text(max_size=30), st.integers(0, 65535))
 def test_json_line_matches_the_json_module(number, time, proto, status, src, dst, spi, seq,
-                                           nh, mode, udp, inner, detail) -> None:
+                                           nh, mode, udp, inner, detail, length) -> None:
     """Quotes, backslashes, control and non-ASCII characters in the text fields included."""
     frame = DecodedFrame(number, time, proto, status, src, dst, spi, seq, nh, mode, udp, inner,
-                         detail)
+                         detail, length=length)
     assert frame.json_line() == json.dumps(frame.to_json())
 
 

@@ -56,6 +56,7 @@ class DecodedFrame:
     inner_bytes: bytes | None = None
     detail: str = ""
     ike: IkeView | None = None
+    length: int = 0  # octets of the captured IP packet (0: not an IP packet)
     _scapy: object | None = field(default=None, repr=False)
 
     @property
@@ -103,7 +104,7 @@ class DecodedFrame:
             "seq": self.seq, "next_header": self.next_header, "mode": self.mode,
             "udp_encap": self.udp_encap,
             "inner": self.inner_bytes.hex() if self.inner_bytes is not None else None,
-            "detail": self.detail,
+            "detail": self.detail, "length": self.length,
             **self._ike_json(),
         }
 
@@ -121,7 +122,7 @@ class DecodedFrame:
                 f'"mode": {_json_text(self.mode)}, '
                 f'"udp_encap": {"true" if self.udp_encap else "false"}, '
                 f'"inner": {inner}, '
-                f'"detail": {_json_text(self.detail)}{_NO_IKE_JSON}')
+                f'"detail": {_json_text(self.detail)}, "length": {self.length}{_NO_IKE_JSON}')
 
     def _ike_json(self) -> dict:
         v = self.ike
@@ -255,6 +256,12 @@ def _text(address: bytes) -> str:
 
 def decode_packet(number: int, time: float, packet: bytes | None, ring: KeyRing) -> DecodedFrame:
     """Decode one IP packet (None for a frame that carries no IP)."""
+    frame = _decode(number, time, packet, ring)
+    frame.length = len(packet) if packet is not None else 0
+    return frame
+
+
+def _decode(number: int, time: float, packet: bytes | None, ring: KeyRing) -> DecodedFrame:
     if packet is None:
         return DecodedFrame(number, time, "other", "ok", detail="not an IP packet")
     if len(packet) >= 28 and packet[0] == 0x45 and packet[9] == ip.PROTO_ESP:
