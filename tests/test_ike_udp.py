@@ -144,3 +144,18 @@ def test_parse_vici_raw() -> None:
     assert sa["initiator-spi"] == "2b67aa4c72a397dc" and sa["tasks-active"] == []
     assert sa["child-sas"]["c-1"]["local-ts"] == ["10.1.0.0/24", "10.3.0.0/24"]
     assert reply == {}
+
+
+def test_parse_vici_raw_keeps_spaces_in_values_and_brackets_in_list_items() -> None:
+    """--raw prints a DN identity unquoted and a traffic selector with its [proto/port]."""
+    line = ("list-sa event {c {state=ESTABLISHED local-id=C=CH, O=ipseclab, CN=sun "
+            "remote-id=moon.example remote-host=192.0.2.1 child-sas {net-1 {name=net "
+            "local-ts=[10.2.0.0/24[tcp/http] 10.3.0.0/24] remote-ts=[10.1.0.0/24[icmp/8]]}} "
+            "tasks-passive=[]}}")
+    (msg,) = parse_vici_raw(line)
+    sa = msg["c"]
+    assert sa["local-id"] == "C=CH, O=ipseclab, CN=sun" and sa["remote-id"] == "moon.example"
+    assert sa["remote-host"] == "192.0.2.1" and sa["tasks-passive"] == []
+    child = sa["child-sas"]["net-1"]
+    assert child["local-ts"] == ["10.2.0.0/24[tcp/http]", "10.3.0.0/24"]
+    assert child["remote-ts"] == ["10.1.0.0/24[icmp/8]"]

@@ -218,8 +218,12 @@ def _store(sa: IkeKeys, pending: dict[str, bytes], label: str, value: bytes) -> 
 
 # --- swanctl --raw output ------------------------------------------------------------------
 
+# --raw prints values unquoted, so a value runs on across spaces until the next vici key
+# (lower case: "remote-host="), section ("child-sas {") or closing brace: a DN identity is
+# "C=CH, O=ipseclab, CN=moon". List items may hold brackets: "10.2.0.0/24[tcp/http]".
 _TOKEN = re.compile(r"\s*(?:(?P<open>[^\s{}=\[\]]+)\s*\{|(?P<close>\})|"
-                    r"(?P<key>[^\s{}=\[\]]+)=(?:\[(?P<list>[^\]]*)\]|(?P<value>[^\s{}]*)))")
+                    r"(?P<key>[^\s{}=\[\]]+)=(?:\[(?P<list>(?:[^\[\]]|\[[^\[\]]*\])*)\]|"
+                    r"(?P<value>(?:[^\s{}]|\s(?![a-z][a-z0-9-]*=|[^\s{}=\[\]]+\s*\{))*)))")
 
 
 def parse_vici_raw(text: str) -> list[dict[str, Any]]:
