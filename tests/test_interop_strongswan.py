@@ -27,6 +27,7 @@ import pytest
 
 from conftest import peer_namespaces
 from ipseclab.crypto.proposals import parse_proposal
+from ipseclab.ipsec.selectors import TrafficSelector
 from ipseclab.lab import strongswan
 from ipseclab.lab.strongswan import Charon
 
@@ -140,8 +141,13 @@ def charon(namespaces: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
 
 
 def load(charon: Charon, name: str, ike: str, esp: str, psk: str = PSK,
-         addrs: tuple[str, str, str, str] = V4) -> None:
+         addrs: tuple[str, str, str, str] = V4, their_ts: tuple[str, str] | None = None
+         ) -> None:
+    """charon's connection; its local and remote traffic selectors are ``their_ts`` if
+    given, else the LANs of ``addrs`` (swanctl syntax, comma-separated)."""
     ours, theirs, our_lan, their_lan = addrs
+    if their_ts is not None:
+        their_lan, our_lan = their_ts
     charon.install_config("", SWANCTL.format(name=name, ours=ours, theirs=theirs, ike=ike,
                                              esp=esp, our_lan=our_lan, their_lan=their_lan,
                                              psk=psk))
@@ -154,8 +160,8 @@ def our_config(path: Path, ike: str, esp: str, psk: str = PSK,
     path.write_text(json.dumps({
         "name": "lab", "local_addrs": [ours], "remote_addrs": [theirs], "proposals": ike,
         "local_id": ours, "remote_id": theirs, "psk": psk, "encap": encap,
-        "children": [{"name": "net", "local_ts": [our_lan], "remote_ts": [their_lan],
-                      "esp_proposals": esp}],
+        "children": [{"name": "net", "local_ts": our_lan.split(","),
+                      "remote_ts": their_lan.split(","), "esp_proposals": esp}],
     }))
     return path
 
@@ -205,14 +211,15 @@ class Tcpdump:
 
 def run_case(charon: Charon, ns: str, tmp: Path, ike: str, esp: str, *, we_initiate: bool,
              our_psk: str = PSK, their_psk: str = PSK, addrs: tuple[str, str, str, str] = V4,
-             encap: bool = False, their_ike: str | None = None
-             ) -> tuple[Ours, bool, Path, str]:
+             encap: bool = False, their_ike: str | None = None,
+             their_ts: tuple[str, str] | None = None) -> tuple[Ours, bool, Path, str]:
     """One negotiation; returns our side, whether charon's initiate succeeded, the capture
-    and what charon logged meanwhile. charon's IKE proposal is ``their_ike`` if given."""
+    and what charon logged meanwhile. charon's IKE proposal is ``their_ike`` and its traffic
+    selectors (local, remote) ``their_ts`` if given."""
     charon.terminate_all()
     log_start = len(charon.log_text())
-    name = f"c{abs(hash((ike, their_ike, we_initiate, their_psk))) % 10**6}"
-    load(charon, name, their_ike or ike, esp, their_psk, addrs)
+    name = f"c{abs(hash((ike, their_ike, we_initiate, their_psk, their_ts, addrs))) % 10**6}"
+    load(charon, name, their_ike or ike, esp, their_psk, addrs, their_ts)
     cap = Tcpdump(ns, tmp / "wan.pcap")
     try:
         ours = Ours(ns, our_config(tmp / "ours.json", ike, esp, our_psk, addrs, encap),
@@ -358,6 +365,50 @@ def test_a_wrong_key_exchange_guess_is_corrected(charon: Charon, namespaces: tup
     inits = [f for f in frames(pcap) if f.proto == 17 and f.dport == 500
              and f.src == (OURS if we_initiate else THEIRS)]
     assert len(inits) == 2, [f.describe() for f in frames(pcap)]
+
+
+# (ours: local, remote; charon: local, remote; what both end up with, from our side: local,
+# remote), swanctl syntax. charon's own view is the same, crossed (its local is our remote).
+NARROWING = [
+    (("10.1.0.0/16", "10.2.0.0/16"), ("10.2.0.0/24", "10.1.0.0/24"),
+     (["10.1.0.0/24"], ["10.2.0.0/24"])),
+    (("10.1.0.0/24", "10.2.0.0/24"), ("10.2.0.0/24[tcp/80]", "10.1.0.0/24[tcp]"),
+     (["10.1.0.0/24[tcp]"], ["10.2.0.0/24[tcp/80]"])),
+    (("10.1.0.0/24,10.3.0.0/24", "10.2.0.0/24"), ("10.2.0.0/24", "10.1.0.0/24,10.3.0.0/24"),
+     (["10.1.0.0/24", "10.3.0.0/24"], ["10.2.0.0/24"])),
+    (("10.1.0.0/24[icmp/8]", "10.2.0.0/24[icmp/8]"), ("10.2.0.0/24[icmp]", "10.1.0.0/24[icmp]"),
+     (["10.1.0.0/24[icmp/8]"], ["10.2.0.0/24[icmp/8]"])),
+    (("10.1.0.0/24[icmp]", "10.2.0.0/24[icmp]"), ("10.2.0.0/24[icmp/8]", "10.1.0.0/24[icmp]"),
+     (["10.1.0.0/24[icmp]"], ["10.2.0.0/24[icmp/8]"])),
+    (("10.1.0.0/24[udp/5000-5010]", "10.2.0.0/24[udp]"),
+     ("10.2.0.0/24[udp]", "10.1.0.0/24[udp/5005]"),
+     (["10.1.0.0/24[udp/5005]"], ["10.2.0.0/24[udp]"])),
+]
+
+
+@pytest.mark.parametrize("we_initiate", [True, False], ids=["ours-initiates", "charon-initiates"])
+@pytest.mark.parametrize("ours_ts,theirs_ts,agreed", NARROWING,
+                         ids=["subnets", "tcp-port", "two-subnets", "icmp-echo-ours",
+                              "icmp-echo-theirs", "udp-port-range"])
+def test_traffic_selectors_are_narrowed_alike(charon: Charon, namespaces: tuple[str, str],
+                                              tmp_path: Path, ours_ts: tuple[str, str],
+                                              theirs_ts: tuple[str, str],
+                                              agreed: tuple[list[str], list[str]],
+                                              we_initiate: bool) -> None:
+    """The responder narrows the initiator's traffic selectors to its own (RFC 7296 §2.9):
+    subnets, protocols, ports and ICMP types (RFC 4301 §4.4.1.1: type << 8 | code in the
+    port fields; swanctl's [icmp/8] is type 8, code 0). Both ends install the same."""
+    addrs = (OURS, THEIRS, *ours_ts)
+    ours, charon_ok, _, _ = run_case(charon, namespaces[0], tmp_path, PROPOSALS[0][0],
+                                     PROPOSALS[0][1], we_initiate=we_initiate, addrs=addrs,
+                                     their_ts=theirs_ts)
+    child_up, ike_up = ours.first("ChildSaEstablished"), ours.first("IkeSaEstablished")
+    assert child_up is not None and charon_ok, ours.events
+    assert (child_up["local_ts"], child_up["remote_ts"]) == agreed
+    sa = established(charon, ike_up["spi_i"], ike_up["spi_r"])
+    (child,) = sa["child-sas"].values()
+    theirs = [[str(TrafficSelector.parse(t)) for t in child[k]] for k in ("remote-ts", "local-ts")]
+    assert tuple(theirs) == agreed, child
 
 
 @pytest.fixture(scope="module")

@@ -191,15 +191,38 @@ def test_ts_parse_forms() -> None:
     assert TrafficSelector.parse("%any6") == TrafficSelector.any(6)
     assert str(TrafficSelector.parse("2001:db8::/32[icmpv6/128]")) == "2001:db8::/32[icmpv6/128]"
     assert str(TrafficSelector.parse("10.0.0.0/8[icmp/3:4]")) == "10.0.0.0/8[icmp/3:4]"
+    # strongSwan's reading: a type alone means code 0; 256 and up is the 16-bit value
+    for text, ports in (("icmp/8", (0x0800, 0x0800)), ("icmp/3-5", (0x0300, 0x0500)),
+                        ("icmp/2048-2303", (0x0800, 0x08FF)), ("icmp/3:0-3:255", (0x300, 0x3FF)),
+                        ("icmp", (0, 0xFFFF))):
+        ts = TrafficSelector.parse(f"10.0.0.0/8[{text}]")
+        assert (ts.port_start, ts.port_end) == ports, text
     assert str(TrafficSelector.parse("10.0.0.0/8[udp/%opaque]")) == "10.0.0.0/8[udp/%opaque]"
     assert str(TrafficSelector.parse("10.0.0.0/8[47]")) == "10.0.0.0/8[gre]"
+    # service names and strongSwan's spellings without '%', as charon's own output has them
+    assert str(TrafficSelector.parse("10.2.0.0/24[tcp/http]")) == "10.2.0.0/24[tcp/80]"
+    assert str(TrafficSelector.parse("10.2.0.0/24[udp/domain]")) == "10.2.0.0/24[udp/53]"
+    assert TrafficSelector.parse("10.2.0.0/24[udp/opaque]").opaque
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([1, 58]), st.integers(0, 0xFFFF), st.integers(0, 0xFFFF))
+def test_icmp_port_text_reads_back(proto: int, a: int, b: int) -> None:
+    """Every ICMP type/code range prints as text that parses to the same range."""
+    lo, hi = min(a, b), max(a, b)
+    if (lo, hi) == (0, 0xFFFF):
+        return  # any: printed without a port
+    ts = TrafficSelector(4, 0, 2**32 - 1, proto, lo, hi)
+    again = TrafficSelector.parse(str(ts))
+    assert (again.proto, again.port_start, again.port_end) == (proto, lo, hi), str(ts)
 
 
 @pytest.mark.parametrize(
     "text",
     ["10.0.0.0/33", "nonsense", "10.0.0.9-10.0.0.1", "10.0.0.1-::1", "10.0.0.0/8[bogus]",
      "10.0.0.0/8[tcp/70000]", "10.0.0.0/8[tcp/90-80]", "10.0.0.0/8[gre/5]", "10.0.0.0/8]",
-     "10.0.0.0/8[icmp/300]"],
+     "10.0.0.0/8[icmp/8:300]", "10.0.0.0/8[icmp/9-8]", "10.0.0.0/8[icmp/300:1]",
+     "10.0.0.0/8[tcp/no-such-service]"],
 )
 def test_ts_parse_errors_are_config_errors(text: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -333,7 +356,7 @@ def test_selector_ipv6_with_extension_headers() -> None:
 def test_selector_icmp_type_code() -> None:
     echo = Selector.parse("10.1.0.0/24", "10.2.0.0/24", icmp_type=8)
     assert echo.proto == 1
-    assert str(echo) == "10.1.0.0/24[icmp/8] === 10.2.0.0/24[icmp/8]"
+    assert str(echo) == "10.1.0.0/24[icmp/8:0-8:255] === 10.2.0.0/24[icmp/8:0-8:255]"
     ping = parse_fields(bytes(IP(src="10.1.0.5", dst="10.2.0.7") / ICMP(type=8)))
     reply = parse_fields(bytes(IP(src="10.1.0.5", dst="10.2.0.7") / ICMP(type=0)))
     assert echo.matches(ping, "out")

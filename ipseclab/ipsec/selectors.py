@@ -24,13 +24,18 @@ A specific range never matches a non-initial fragment (RFC 4301 §7: we keep no 
 ICMP (RFC 4301 §4.4.1.1, RFC 7296 §3.13.1): type and code travel in the port fields as one
 16-bit value, type in the high byte and code in the low byte. A packet matches if its
 ``type << 8 | code`` lies in the port range of *both* sides; :meth:`Selector.parse` puts the
-same range on both sides, so any peer convention intersects correctly.
+same range on both sides, so any peer convention intersects correctly. In swanctl.conf's
+``[icmp/PORT]`` a number below 256 is a type with code 0, as strongSwan reads it
+(``[icmp/8]`` is echo request, code 0; ``[icmp/3-5]`` runs from type 3 code 0 to type 5
+code 0); a larger one is the 16-bit value itself, and ``TYPE:CODE`` (ipseclab's own
+spelling) names both: ``[icmp/3:0-3:255]`` is every code of type 3.
 """
 
 from __future__ import annotations
 
 import enum
 import ipaddress
+import socket
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -294,8 +299,9 @@ class TrafficSelector:
 
         ``ADDRESS[PROTO/PORT]`` where ADDRESS is a CIDR (``10.1.0.0/24``), one address, a range
         (``10.1.0.5-10.1.0.9``) or ``%any`` / ``%any6``; PROTO a name or number; PORT a number,
-        a range ``1000-2000``, ``%any`` or ``%opaque``. For ICMP, PORT is ``TYPE`` or
-        ``TYPE:CODE``. Examples: ``10.1.0.0/24[tcp/80]``, ``::/0[icmpv6/128]``.
+        a range ``1000-2000``, ``%any`` or ``%opaque``. For ICMP, each end of PORT is a type
+        (code 0, as strongSwan reads it), ``TYPE:CODE``, or a 16-bit value of 256 and up
+        (module docstring). Examples: ``10.1.0.0/24[tcp/80]``, ``::/0[icmpv6/128]``.
         """
         text = text.strip()
         spec = ""
@@ -386,7 +392,8 @@ class TrafficSelector:
         return f"{first}-{last}"
 
     def port_text(self) -> str:
-        """``tcp/80``, ``tcp/1000-2000``, ``icmp/8``, ``icmp/3:4``, ``udp/%opaque``, ``tcp``."""
+        """``tcp/80``, ``tcp/1000-2000``, ``icmp/8`` (type 8, code 0), ``icmp/3:4``,
+        ``icmp/3:0-3:255``, ``udp/%opaque``, ``tcp``: what :meth:`parse` reads back."""
         name = _PROTO_NAMES.get(self.proto, str(self.proto))
         if self.any_port:
             return name
@@ -395,9 +402,10 @@ class TrafficSelector:
         lo, hi = self.port_start, self.port_end
         if self.proto in _ICMP_PROTOCOLS:
             if lo == hi:
-                return f"{name}/{lo >> 8}:{lo & 0xFF}"
-            if lo & 0xFF == 0 and hi == lo | 0xFF:
-                return f"{name}/{lo >> 8}"
+                return f"{name}/{_icmp_text(lo)}"
+            if (lo | hi) & 0xFF == 0:
+                return f"{name}/{lo >> 8}-{hi >> 8}"
+            return f"{name}/{lo >> 8}:{lo & 0xFF}-{hi >> 8}:{hi & 0xFF}"
         return f"{name}/{lo}" if lo == hi else f"{name}/{lo}-{hi}"
 
     def __str__(self) -> str:
@@ -471,7 +479,8 @@ def _parse_port_number(text: str, whole: str) -> int:
 
 
 def _parse_ports(proto: int, text: str | int | tuple[int, int]) -> tuple[int, int]:
-    """Port spec of one side: number, ``lo-hi``, ``%any``, ``%opaque``, or ICMP ``type[:code]``."""
+    """Port spec of one side: number, ``lo-hi``, a service name (``http``, from
+    /etc/services, as strongSwan takes it), ``%any``, ``%opaque``, or ICMP ``type[:code]``."""
     if isinstance(text, tuple):
         return text
     if isinstance(text, int):
@@ -479,19 +488,44 @@ def _parse_ports(proto: int, text: str | int | tuple[int, int]) -> tuple[int, in
     spec = text.strip().lower()
     if spec in ("%any", "any"):
         return ANY_PORTS
-    if spec == "%opaque":
+    if spec in ("%opaque", "opaque"):
         return OPAQUE_PORTS
+    if spec[:1].isalpha() and proto not in _ICMP_PROTOCOLS:
+        try:
+            port = socket.getservbyname(spec)
+        except OSError:
+            raise SelectorError(f"unknown port or service name '{spec}'", token=text) from None
+        return (port, port)
     if proto in _ICMP_PROTOCOLS:
-        type_text, _, code_text = spec.partition(":")
-        icmp_type = _parse_port_number(type_text, text)
-        icmp_code = _parse_port_number(code_text, text) if code_text else None
-        return _icmp_ports(icmp_type, icmp_code)
+        lo_text, dash, hi_text = spec.partition("-")
+        lo = _icmp_value(lo_text, text)
+        hi = _icmp_value(hi_text, text) if dash else lo
+        if lo > hi:
+            raise SelectorError("ICMP range starts after it ends", token=text)
+        return (lo, hi)
     lo_text, dash, hi_text = spec.partition("-")
     lo = _parse_port_number(lo_text, text)
     hi = _parse_port_number(hi_text, text) if dash else lo
     if lo > hi:
         raise SelectorError("port range starts after it ends", token=text)
     return (lo, hi)
+
+
+def _icmp_value(text: str, whole: str) -> int:
+    """One end of an ICMP ``[icmp/PORT]`` range as the 16-bit ``type << 8 | code``."""
+    type_text, colon, code_text = text.partition(":")
+    number = _parse_port_number(type_text, whole)
+    if colon:
+        code = _parse_port_number(code_text, whole)
+        if number > 255 or code > 255:
+            raise SelectorError("ICMP type and code are 0..255", token=whole)
+        return number << 8 | code
+    return number << 8 if number < 256 else number  # strongSwan: a type means code 0
+
+
+def _icmp_text(value: int) -> str:
+    """One end of an ICMP range as :func:`_icmp_value` reads it back."""
+    return str(value >> 8) if value & 0xFF == 0 else f"{value >> 8}:{value & 0xFF}"
 
 
 def _icmp_ports(icmp_type: int | None, icmp_code: int | None) -> tuple[int, int]:
