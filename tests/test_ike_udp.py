@@ -135,6 +135,48 @@ def test_parse_log_keys_responder() -> None:
     assert child.enc_in == bytes.fromhex("AABBCCDD") and child.enc_out == bytes.fromhex("11223344")
 
 
+REKEY_LOG = """\
+10[IKE] <1> Sk_ei secret => 2 bytes @ 0x1
+10[IKE] <1>    0: 0A 0A                                            ..
+10[IKE] <t|1> IKE_SA t[1] established between 192.0.2.2[gw2]...192.0.2.1[gw1]
+08[ENC] <t|1> parsed CREATE_CHILD_SA request 2 [ N(REKEY_SA) SA No TSi TSr ]
+08[CHD] <t|1> encryption initiator key => 2 bytes @ 0x2
+08[CHD] <t|1>    0: 1E 1E                                            ..
+08[CHD] <t|1> encryption responder key => 2 bytes @ 0x3
+08[CHD] <t|1>    0: 2E 2E                                            ..
+08[IKE] <t|1> CHILD_SA c{2} established with SPIs 0000aaaa_i 0000bbbb_o and TS 10.2.0.0/24 \
+=== 10.1.0.0/24
+03[ENC] <t|1> generating CREATE_CHILD_SA request 3 [ N(REKEY_SA) SA No TSi TSr ]
+03[CHD] <t|1> encryption initiator key => 2 bytes @ 0x4
+03[CHD] <t|1>    0: 3E 3E                                            ..
+03[CHD] <t|1> encryption responder key => 2 bytes @ 0x5
+03[CHD] <t|1>    0: 4E 4E                                            ..
+03[IKE] <t|1> CHILD_SA c{3} established with SPIs 0000cccc_i 0000dddd_o and TS 10.2.0.0/24 \
+=== 10.1.0.0/24
+03[IKE] <t|1> initiating IKE_SA t[2] to 192.0.2.1
+03[IKE] <t|1> IKE_SA t[2] state change: CREATED => CONNECTING
+03[ENC] <t|1> generating CREATE_CHILD_SA request 4 [ SA No KE ]
+16[IKE] <t|1> Sk_ei secret => 2 bytes @ 0x6
+16[IKE] <t|1>    0: 5E 5E                                            ..
+16[IKE] <t|1> IKE_SA t[2] state change: CONNECTING => ESTABLISHED
+16[IKE] <t|1> IKE_SA t[2] rekeyed between 192.0.2.2[gw2]...192.0.2.1[gw1]
+"""
+
+
+def test_parse_log_keys_follows_rekeys_either_side_begins() -> None:
+    """A child SA rekey the peer begins has the peer's keys first, one charon begins its own
+    (§2.17), whichever side began the IKE SA; an IKE SA rekey charon begins is logged in the
+    old SA's context but makes keys of the new one (§2.18)."""
+    keys = parse_log_keys(REKEY_LOG)
+    old, new = keys[1], keys[2]
+    assert not old.initiator and old.sk_ei == b"\x0a\x0a"
+    assert new.initiator and new.sk_ei == b"\x5e\x5e"
+    by_peer, by_charon = old.children
+    assert (by_peer.spi_in, by_peer.enc_in, by_peer.enc_out) == (0xAAAA, b"\x1e\x1e", b"\x2e\x2e")
+    assert (by_charon.spi_in, by_charon.enc_in, by_charon.enc_out) == (0xCCCC, b"\x4e\x4e",
+                                                                       b"\x3e\x3e")
+
+
 def test_parse_vici_raw() -> None:
     line = ("list-sa event {t {uniqueid=1 state=ESTABLISHED initiator-spi=2b67aa4c72a397dc "
             "child-sas {c-1 {name=c spi-in=47a0fd28 local-ts=[10.1.0.0/24 10.3.0.0/24]}} "

@@ -93,7 +93,7 @@ connections {{
   {name} {{
     local_addrs = {theirs}
     remote_addrs = {ours}
-    proposals = {ike}
+    proposals = {ike}{ike_extra}
     local {{
       auth = psk
       id = {theirs}
@@ -106,7 +106,7 @@ connections {{
       net {{
         local_ts = {their_lan}
         remote_ts = {our_lan}
-        esp_proposals = {esp}
+        esp_proposals = {esp}{child_extra}
       }}
     }}
   }}
@@ -141,27 +141,37 @@ def charon(namespaces: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
 
 
 def load(charon: Charon, name: str, ike: str, esp: str, psk: str = PSK,
-         addrs: tuple[str, str, str, str] = V4, their_ts: tuple[str, str] | None = None
-         ) -> None:
+         addrs: tuple[str, str, str, str] = V4, their_ts: tuple[str, str] | None = None,
+         ike_extra: str = "", child_extra: str = "") -> None:
     """charon's connection; its local and remote traffic selectors are ``their_ts`` if
-    given, else the LANs of ``addrs`` (swanctl syntax, comma-separated)."""
+    given, else the LANs of ``addrs`` (swanctl syntax, comma-separated). ``*_extra`` are
+    more settings of the connection and the child (``"rekey_time = 3s"``, one per line)."""
     ours, theirs, our_lan, their_lan = addrs
     if their_ts is not None:
         their_lan, our_lan = their_ts
-    charon.install_config("", SWANCTL.format(name=name, ours=ours, theirs=theirs, ike=ike,
-                                             esp=esp, our_lan=our_lan, their_lan=their_lan,
-                                             psk=psk))
+
+    def lines(extra: str, indent: int) -> str:
+        return "".join(f"\n{' ' * indent}{line.strip()}" for line in extra.splitlines())
+
+    charon.install_config("", SWANCTL.format(
+        name=name, ours=ours, theirs=theirs, ike=ike, esp=esp, our_lan=our_lan,
+        their_lan=their_lan, psk=psk, ike_extra=lines(ike_extra, 4),
+        child_extra=lines(child_extra, 8)))
     charon.load_all()
 
 
 def our_config(path: Path, ike: str, esp: str, psk: str = PSK,
-               addrs: tuple[str, str, str, str] = V4, encap: bool = False) -> Path:
+               addrs: tuple[str, str, str, str] = V4, encap: bool = False,
+               ike_extra: dict | None = None, child_extra: dict | None = None) -> Path:
+    """Our connection as ike_udp's JSON; ``*_extra`` are more IkeConfig / ChildConfig
+    fields (``{"rekey_time": 3}``)."""
     ours, theirs, our_lan, their_lan = addrs
     path.write_text(json.dumps({
         "name": "lab", "local_addrs": [ours], "remote_addrs": [theirs], "proposals": ike,
-        "local_id": ours, "remote_id": theirs, "psk": psk, "encap": encap,
+        "local_id": ours, "remote_id": theirs, "psk": psk, "encap": encap, **(ike_extra or {}),
         "children": [{"name": "net", "local_ts": our_lan.split(","),
-                      "remote_ts": their_lan.split(","), "esp_proposals": esp}],
+                      "remote_ts": their_lan.split(","), "esp_proposals": esp,
+                      **(child_extra or {})}],
     }))
     return path
 
@@ -365,6 +375,67 @@ def test_a_wrong_key_exchange_guess_is_corrected(charon: Charon, namespaces: tup
     inits = [f for f in frames(pcap) if f.proto == 17 and f.dport == 500
              and f.src == (OURS if we_initiate else THEIRS)]
     assert len(inits) == 2, [f.describe() for f in frames(pcap)]
+
+
+REKEYS = [  # (what is rekeyed, who starts the rekey, IKE proposal, ESP proposal)
+    ("child", "ours", "aes128gcm16-prfsha256-x25519", "aes128gcm16"),
+    ("child", "ours", "aes128gcm16-prfsha256-x25519", "aes128-sha256-ecp256"),
+    ("child", "charon", "aes128gcm16-prfsha256-x25519", "aes128gcm16"),
+    ("child", "charon", "aes128gcm16-prfsha256-x25519", "aes128-sha256-ecp256"),
+    ("ike", "ours", "aes256-sha256-modp2048", "aes128gcm16"),
+    ("ike", "charon", "aes256-sha256-modp2048", "aes128gcm16"),
+    ("ike", "ours", "chacha20poly1305-prfsha384-x448", "aes128gcm16"),
+    ("ike", "charon", "chacha20poly1305-prfsha384-x448", "aes128gcm16"),
+]
+
+
+@pytest.mark.parametrize("what,who,ike,esp", REKEYS,
+                         ids=[f"{w}-by-{b}-{i}/{e}" for w, b, i, e in REKEYS])
+def test_rekeys_with_charon(charon: Charon, namespaces: tuple[str, str], tmp_path: Path,
+                            what: str, who: str, ike: str, esp: str) -> None:
+    """A rekey started by either side, 3 s after the SA came up: the child SA by
+    CREATE_CHILD_SA with REKEY_SA (RFC 7296 §1.3.3; with a KE payload when the ESP proposal
+    names a group), the IKE SA by CREATE_CHILD_SA with a new DH (§1.3.2). Both ends then hold
+    the new SA with equal keys (for the IKE SA, SKEYSEED from the old SK_d, §2.18)."""
+    soon = {"rekey_time": 3, "life_time": 10} if what == "child" else {"rekey_time": 3}
+    ours_conf = our_config(tmp_path / "ours.json", ike, esp,
+                           ike_extra=soon if (what, who) == ("ike", "ours") else None,
+                           child_extra=soon if (what, who) == ("child", "ours") else None)
+    name = f"rekey-{what}-{who}-{abs(hash((ike, esp))) % 1000}"
+    # (kernel-libipsec counts SA lifetimes in whole seconds: with life_time the default 110%
+    # of rekey_time, 3.3 s, the hard limit came with the soft one and charon deleted instead)
+    charon_soon = "rekey_time = 3s\nrand_time = 0s\n" + (
+        "life_time = 10s" if what == "child" else "over_time = 10s")
+    charon.terminate_all()
+    log_start = len(charon.log_text())
+    load(charon, name, ike, esp, ike_extra=charon_soon if (what, who) == ("ike", "charon") else "",
+         child_extra=charon_soon if (what, who) == ("child", "charon") else "")
+    event = "ChildSaRekeyed" if what == "child" else "IkeSaRekeyed"
+    ours = Ours(namespaces[0], ours_conf, True, until=f"{event},ChildSaFailed,IkeSaRekeyFailed")
+    ours.finish()
+    log = charon.log_text()[log_start:]
+    rekeyed = ours.first(event)
+    assert rekeyed is not None, [e["event"] for e in ours.events]
+    logged = charon.keys()
+    if what == "child":
+        (sa,) = charon.list_sas()
+        (child,) = [c for c in sa["child-sas"].values() if c["state"] == "INSTALLED"]
+        inbound, outbound = rekeyed["inbound"], rekeyed["outbound"]
+        assert (int(child["spi-in"], 16), int(child["spi-out"], 16)) == (outbound["spi"],
+                                                                        inbound["spi"])
+        theirs = next(c for k in logged for c in k.children if c.spi_in == outbound["spi"])
+        assert theirs.enc_in.hex() == outbound["encryption_key"]
+        assert theirs.integ_out.hex() == inbound["integrity_key"]
+        pfs = "-ecp256" in esp
+        requests = [line for line in log.splitlines() if "CREATE_CHILD_SA request" in line
+                    and "REKEY_SA" in line]
+        assert requests and all((" KE " in line) is pfs for line in requests), requests
+    else:
+        sa = established(charon, rekeyed["spi_i"], rekeyed["spi_r"])
+        assert sa is not None and sa["state"] == "ESTABLISHED", charon.list_sas()
+        theirs = next(k for k in logged if k.spi_i.hex() == rekeyed["spi_i"])
+        for key in ("sk_ei", "sk_er", "sk_ai", "sk_ar"):
+            assert getattr(theirs, key).hex() == rekeyed[key], key
 
 
 # (ours: local, remote; charon: local, remote; what both end up with, from our side: local,

@@ -157,6 +157,13 @@ _CHILD_KEY_LABELS = {"encryption initiator key": "ei", "encryption responder key
                      "integrity initiator key": "ai", "integrity responder key": "ar"}
 _CHILD_UP = re.compile(r"CHILD_SA (?P<name>\S+)\{\d+\} established with SPIs "
                        r"(?P<i>[0-9a-f]{8})_i (?P<o>[0-9a-f]{8})_o")
+# Whose request the exchange that makes a child SA answers: its initiator's keys come first
+# in KEYMAT (RFC 7296 §2.17), whichever side began the IKE SA.
+_REQUEST = re.compile(r"^(?P<how>generating|parsed) (?:IKE_AUTH|CREATE_CHILD_SA) request")
+# An IKE SA rekey charon begins is logged in the old IKE SA's context: "initiating IKE_SA
+# name[N]" up to "IKE_SA name[N] state change: CONNECTING => ESTABLISHED" is SA N's.
+_REKEY_START = re.compile(r"^initiating IKE_SA \S*\[(?P<n>\d+)\]")
+_REKEY_END = re.compile(r"^IKE_SA \S*\[(?P<n>\d+)\] state change: CONNECTING => ")
 
 
 def parse_log_keys(text: str) -> dict[int, IkeKeys]:
@@ -164,19 +171,23 @@ def parse_log_keys(text: str) -> dict[int, IkeKeys]:
 
     Charon prints a key as ``Sk_ei secret => 20 bytes @ 0x...`` followed by hex dump lines.
     The child keys come just before their ``CHILD_SA ... established with SPIs X_i Y_o``
-    line; the initiator keys protect what the exchange's initiator sends (§2.17). Which
-    side initiated a child SA is taken from the IKE SA (right for IKE_AUTH's child).
+    line; the initiator keys protect what the initiator of the exchange that made the child
+    SA sends (§2.17): IKE_AUTH's or a CREATE_CHILD_SA's, either side's. The keys of an IKE SA
+    that charon's rekey made (§2.18) are filed under that new SA.
     """
     sas: dict[int, IkeKeys] = {}
     label: str | None = None
     want = 0
     value = bytearray()
     pending: dict[int, dict[str, bytes]] = {}
+    we_asked: dict[int, bool] = {}  # context -> charon sent the last IKE_AUTH/CREATE_CHILD_SA
+    rekeying: dict[int, int] = {}  # context -> the IKE SA its rekey is making
     for raw in text.splitlines():
         m = _LINE.match(raw)
         if m is None:
             continue
-        uid, text_ = int(m["id"]), m["text"]
+        context, text_ = int(m["id"]), m["text"]
+        uid = rekeying.get(context, context)
         sa = sas.setdefault(uid, IkeKeys("", uid, False, {}))
         sa.name = m["name"] or sa.name
         if label is not None:
@@ -195,13 +206,25 @@ def parse_log_keys(text: str) -> dict[int, IkeKeys]:
                 _store(sa, pending.setdefault(uid, {}), label, b"")
                 label = None
             continue
-        if text_.startswith("initiating IKE_SA"):
-            sa.initiator = True
+        start = _REKEY_START.match(text_)
+        if start:
+            new_uid = int(start["n"])
+            if new_uid != context:
+                rekeying[context] = new_uid
+            sas.setdefault(new_uid, IkeKeys(sa.name, new_uid, False, {})).initiator = True
+            continue
+        end = _REKEY_END.match(text_)
+        if end and rekeying.get(context) == int(end["n"]):
+            del rekeying[context]
+            continue
+        request = _REQUEST.match(text_)
+        if request:
+            we_asked[context] = request["how"] == "generating"
             continue
         up = _CHILD_UP.search(text_)
         if up:
             keys = pending.pop(uid, {})
-            mine, theirs = ("i", "r") if sa.initiator else ("r", "i")
+            mine, theirs = ("i", "r") if we_asked.get(context, sa.initiator) else ("r", "i")
             sa.children.append(ChildKeys(
                 up["name"], int(up["i"], 16), int(up["o"], 16),
                 enc_in=keys.get("e" + theirs, b""), enc_out=keys.get("e" + mine, b""),
