@@ -180,10 +180,10 @@ class Ours:
     """Our engine in its namespace, via ike_udp's command line; events as JSON lines."""
 
     def __init__(self, ns: str, config: Path, initiate: bool, until: str = ENDINGS,
-                 address: str = OURS) -> None:
+                 address: str = OURS, extra: tuple[str, ...] = ()) -> None:
         args = ["ip", "netns", "exec", ns, sys.executable, "-m", "ipseclab.drivers.ike_udp",
                 "--address", address, "--config", str(config), "--until", until,
-                "--timeout", "8", "--linger", "0.3"]
+                "--timeout", "8", "--linger", "0.3", *extra]
         if initiate:
             args += ["--initiate", "lab"]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -375,6 +375,33 @@ def test_a_wrong_key_exchange_guess_is_corrected(charon: Charon, namespaces: tup
     inits = [f for f in frames(pcap) if f.proto == 17 and f.dport == 500
              and f.src == (OURS if we_initiate else THEIRS)]
     assert len(inits) == 2, [f.describe() for f in frames(pcap)]
+
+
+def test_charon_answers_our_cookie(charon: Charon, namespaces: tuple[str, str],
+                                   tmp_path: Path) -> None:
+    """Our responder demands a COOKIE from every initiator (RFC 7296 §2.6): charon's first
+    IKE_SA_INIT gets only N(COOKIE), its second carries the cookie first, and the IKE SA and
+    child SA come up."""
+    from ipseclab.capture.decode import decode_capture
+
+    ike, esp = PROPOSALS[0]
+    name = "cookie"
+    charon.terminate_all()
+    load(charon, name, ike, esp)
+    cap = Tcpdump(namespaces[0], tmp_path / "wan.pcap")
+    try:
+        ours = Ours(namespaces[0], our_config(tmp_path / "ours.json", ike, esp), False,
+                    extra=("--cookie-threshold", "0"))
+        charon_ok = charon.initiate("net", name, timeout=6)
+        ours.finish()
+    finally:
+        cap.stop()
+    assert charon_ok and ours.first("ChildSaEstablished") is not None, ours.events
+    inits = [f for f in decode_capture(cap.path) if f.exchange == "IKE_SA_INIT"]
+    assert [(f.response, f.payloads[0]) for f in inits] == [
+        (False, "SA"), (True, "N(COOKIE)"), (False, "N(COOKIE)"), (True, "SA")], \
+        [f.payloads for f in inits]
+    assert inits[1].payloads == ["N(COOKIE)"]  # nothing else: no state kept for it
 
 
 REKEYS = [  # (what is rekeyed, who starts the rekey, IKE proposal, ESP proposal)

@@ -251,7 +251,8 @@ def _print(data: dict[str, Any]) -> None:
 async def _run(args: argparse.Namespace) -> int:
     configs = load_configs(Path(args.config))
     engine = IkeEngine(configs, local_addr=args.address,
-                       wall_clock=lambda now: now + (time.time() - time.monotonic()))
+                       wall_clock=lambda now: now + (time.time() - time.monotonic()),
+                       cookie_threshold=args.cookie_threshold)
     until = {name for name in args.until.split(",") if name}
     async with IkeUdpDriver(engine, args.address, on_event=lambda e: _print(event_to_dict(e))
                             ) as driver:
@@ -281,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait")
     parser.add_argument("--linger", type=float, default=0.5,
                         help="seconds to keep answering after the --until event")
+    parser.add_argument("--cookie-threshold", type=int, default=20, metavar="N",
+                        help="demand a COOKIE (RFC 7296 §2.6) once N IKE SAs are half-open;"
+                             " 0: from every initiator")
     args = parser.parse_args(argv)
     try:
         return asyncio.run(_run(args))
