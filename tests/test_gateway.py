@@ -418,6 +418,47 @@ def test_ikev2_over_ipv6(lab, tmp_path):
     assert all(sa["packets"] >= 3 for sa in ctl(s2, "list-sas")["sas"])
 
 
+def test_ikev2_and_esp_over_ipv6_against_strongswan(lab, tmp_path):
+    """The same IPv6 site-to-site, strongSwan (charon with kernel-libipsec) on gw2: IKE over
+    IPv6 and ESP in UDP 4500 over IPv6 (kernel-libipsec always encapsulates), pings both
+    ways through charon's userspace ESP."""
+    from ipseclab.lab import strongswan
+
+    if not strongswan.available():
+        pytest.skip("charon-systemd is not installed")
+    h1, gw1, gw2, h2 = site_to_site_ipv6(lab, "-sw6")
+    ours = tmp_path / "gw1.swanctl.conf"
+    ours.write_text(IKE6.format(me="2001:db8::1", peer="2001:db8::2",
+                                my_lan="fd01::/64", peer_lan="fd02::/64",
+                                start="start_action = start"))
+    lab.run(gw2, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")  # ours sets it itself
+    charon = strongswan.Charon(tmp_path / "charon", lambda args, **kw: subprocess.Popen(
+        ["ip", "netns", "exec", gw2, *args], **kw))
+    charon.start()
+    try:
+        charon.install_config("", IKE6.format(me="2001:db8::2", peer="2001:db8::1",
+                                              my_lan="fd02::/64", peer_lan="fd01::/64",
+                                              start=""))
+        charon.load_all()
+        with lab.capture(gw1, "wan") as pcap:
+            s1 = lab.gateway(gw1, ours, "gw1sw6", keying="--swanctl")
+            deadline = time.monotonic() + 10
+            while len(ctl(s1, "list-sas")["sas"]) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            ping(lab, h1, "fd02::2", 3)
+            ping(lab, h2, "fd01::2", 3)
+        (sa,) = charon.list_sas()
+        assert sa["state"] == "ESTABLISHED" and sa["remote-host"] == "2001:db8::1", sa
+        (child,) = sa["child-sas"].values()
+        assert int(child["packets-in"]) >= 6 and int(child["packets-out"]) >= 6, child
+        sas = {s["direction"]: s for s in ctl(s1, "list-sas")["sas"]}
+        assert sas["out"]["encap"] and sas["in"]["packets"] >= 6 and sas["out"]["packets"] >= 6
+    finally:
+        charon.stop()
+    kinds = wire_protocols(pcap)
+    assert "esp" not in kinds and kinds.count("udp4500") >= 12, kinds
+
+
 # -- ctl without a daemon (no namespaces, but kept with the others) ------------------------
 
 
