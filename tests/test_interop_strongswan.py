@@ -222,14 +222,16 @@ class Tcpdump:
 def run_case(charon: Charon, ns: str, tmp: Path, ike: str, esp: str, *, we_initiate: bool,
              our_psk: str = PSK, their_psk: str = PSK, addrs: tuple[str, str, str, str] = V4,
              encap: bool = False, their_ike: str | None = None,
-             their_ts: tuple[str, str] | None = None) -> tuple[Ours, bool, Path, str]:
+             their_esp: str | None = None, their_ts: tuple[str, str] | None = None
+             ) -> tuple[Ours, bool, Path, str]:
     """One negotiation; returns our side, whether charon's initiate succeeded, the capture
-    and what charon logged meanwhile. charon's IKE proposal is ``their_ike`` and its traffic
-    selectors (local, remote) ``their_ts`` if given."""
+    and what charon logged meanwhile. charon's proposals are ``their_ike``/``their_esp`` and
+    its traffic selectors (local, remote) ``their_ts`` if given."""
     charon.terminate_all()
     log_start = len(charon.log_text())
-    name = f"c{abs(hash((ike, their_ike, we_initiate, their_psk, their_ts, addrs))) % 10**6}"
-    load(charon, name, their_ike or ike, esp, their_psk, addrs, their_ts)
+    key = (ike, esp, their_ike, their_esp, we_initiate, their_psk, their_ts, addrs)
+    name = f"c{abs(hash(key)) % 10**6}"
+    load(charon, name, their_ike or ike, their_esp or esp, their_psk, addrs, their_ts)
     cap = Tcpdump(ns, tmp / "wan.pcap")
     try:
         ours = Ours(ns, our_config(tmp / "ours.json", ike, esp, our_psk, addrs, encap),
@@ -348,6 +350,39 @@ def test_our_encap_yes_makes_charon_see_a_nat(charon: Charon, namespaces: tuple[
     assert ike_up is not None and charon_ok and ike_up["nat_detected"], ours.events
     sa = established(charon, ike_up["spi_i"], ike_up["spi_r"])
     assert sa is not None and sa.get("nat-remote") == "yes", sa
+
+
+# (ours IKE, ours ESP, charon's IKE, charon's ESP, what is chosen: IKE, ESP)
+CHOICES = [
+    ("aes256-sha256-modp2048,aes128gcm16-prfsha256-x25519", "aes128-sha256,aes128gcm16",
+     "aes128gcm16-prfsha256-x25519", "aes128gcm16",
+     "aes128gcm16-prfsha256-x25519", "aes128gcm16"),
+    ("aes128gcm16-prfsha256-x25519", "aes128gcm16",
+     "aes256-sha256-modp2048,aes128gcm16-prfsha256-x25519", "aes128-sha256,aes128gcm16",
+     "aes128gcm16-prfsha256-x25519", "aes128gcm16"),
+    ("aes128gcm16-aes256gcm16-prfsha256-prfsha384-x25519-ecp256", "aes128gcm16-aes256gcm16",
+     "aes256gcm16-prfsha384-ecp256", "aes256gcm16",
+     "aes256gcm16-prfsha384-ecp256", "aes256gcm16"),
+]
+
+
+@pytest.mark.parametrize("we_initiate", [True, False], ids=["ours-initiates", "charon-initiates"])
+@pytest.mark.parametrize("ours_ike,ours_esp,their_ike,their_esp,ike_chosen,esp_chosen", CHOICES,
+                         ids=["second-proposal", "charon-offers-two", "transforms-in-one"])
+def test_proposals_with_several_choices(charon: Charon, namespaces: tuple[str, str],
+                                        tmp_path: Path, ours_ike: str, ours_esp: str,
+                                        their_ike: str, their_esp: str, ike_chosen: str,
+                                        esp_chosen: str, we_initiate: bool) -> None:
+    """Several proposals, or several transforms of a type in one proposal (RFC 7296 §3.3.6):
+    the responder picks one, answers with its proposal number and one transform of each type,
+    and the initiator accepts nothing it did not offer."""
+    ours, charon_ok, _, _ = run_case(charon, namespaces[0], tmp_path, ours_ike, ours_esp,
+                                     we_initiate=we_initiate, their_ike=their_ike,
+                                     their_esp=their_esp)
+    ike_up, child_up = ours.first("IkeSaEstablished"), ours.first("ChildSaEstablished")
+    assert ike_up is not None and child_up is not None and charon_ok, ours.events
+    assert parse_proposal(ike_up["proposal"], "ike") == parse_proposal(ike_chosen, "ike")
+    assert parse_proposal(child_up["proposal"], "esp") == parse_proposal(esp_chosen, "esp")
 
 
 @pytest.mark.parametrize("we_initiate", [True, False], ids=["ours-initiates", "charon-initiates"])
