@@ -439,6 +439,60 @@ def test_charon_answers_our_cookie(charon: Charon, namespaces: tuple[str, str],
     assert inits[1].payloads == ["N(COOKIE)"]  # nothing else: no state kept for it
 
 
+def _crash_and_restart(charon: Charon) -> None:
+    """charon dies without a word (SIGKILL: no Delete sent) and starts again, empty."""
+    proc, charon.proc = charon.proc, None
+    proc.kill()
+    proc.wait(5)
+    charon.start()
+
+
+def test_a_restarted_charon_replaces_our_ike_sa_by_initial_contact(
+        charon: Charon, namespaces: tuple[str, str], tmp_path: Path) -> None:
+    """charon crashes and comes back; its new IKE_AUTH carries INITIAL_CONTACT, so our
+    responder drops the IKE SA (and child SA) charon forgot, without waiting for DPD
+    (RFC 7296 §2.4)."""
+    ike, esp = PROPOSALS[0]
+    charon.terminate_all()
+    load(charon, "ic", ike, esp)
+    ours = Ours(namespaces[0], our_config(tmp_path / "ours.json", ike, esp), False,
+                until="IkeSaDeleted")
+    try:
+        assert charon.initiate("net", "ic", timeout=6)
+        _crash_and_restart(charon)
+        load(charon, "ic", ike, esp)
+        assert charon.initiate("net", "ic", timeout=6)
+    finally:
+        ours.finish()
+    first, second = [e for e in ours.events if e["event"] == "IkeSaEstablished"]
+    (deleted,) = [e for e in ours.events if e["event"] == "IkeSaDeleted"]
+    assert deleted["ike_sa"] == first["ike_sa"] != second["ike_sa"]
+    assert "INITIAL_CONTACT" in deleted["reason"] and deleted["by_peer"], deleted
+    (sa,) = charon.list_sas()
+    assert (sa["initiator-spi"], sa["responder-spi"]) == (second["spi_i"], second["spi_r"])
+
+
+def test_we_restart_and_charon_drops_our_old_ike_sa(charon: Charon, namespaces: tuple[str, str],
+                                                    tmp_path: Path) -> None:
+    """The other way round: our engine starts afresh (a new process) and initiates with
+    INITIAL_CONTACT; charon replaces the IKE SA it still held for us."""
+    ike, esp = PROPOSALS[0]
+    charon.terminate_all()
+    load(charon, "ic2", ike, esp)
+    conf = our_config(tmp_path / "ours.json", ike, esp)
+    names = []
+    for _ in range(2):
+        ours = Ours(namespaces[0], conf, True, until="ChildSaEstablished")
+        ours.finish()  # exits without Delete: to charon we just vanish
+        up = ours.first("IkeSaEstablished")
+        assert up is not None, ours.events
+        names.append((up["spi_i"], up["spi_r"]))
+    deadline = time.monotonic() + 5
+    while len(charon.list_sas()) > 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [(sa["initiator-spi"], sa["responder-spi"]) for sa in charon.list_sas()] == names[1:]
+
+
 REKEYS = [  # (what is rekeyed, who starts the rekey, IKE proposal, ESP proposal)
     ("child", "ours", "aes128gcm16-prfsha256-x25519", "aes128gcm16"),
     ("child", "ours", "aes128gcm16-prfsha256-x25519", "aes128-sha256-ecp256"),
