@@ -439,6 +439,41 @@ def test_charon_answers_our_cookie(charon: Charon, namespaces: tuple[str, str],
     assert inits[1].payloads == ["N(COOKIE)"]  # nothing else: no state kept for it
 
 
+def test_charon_probes_and_deletes_our_sas(charon: Charon, namespaces: tuple[str, str],
+                                           tmp_path: Path) -> None:
+    """charon's liveness checks (dpd_delay: empty INFORMATIONAL requests, RFC 7296 §2.4)
+    get answers, then its Delete of the child SA and of the IKE SA reach us as such
+    (§1.4.1): each removes exactly what it names."""
+    ike, esp = PROPOSALS[0]
+    charon.terminate_all()
+    log_start = len(charon.log_text())
+    load(charon, "life", ike, esp, ike_extra="dpd_delay = 1s")
+    ours = Ours(namespaces[0], our_config(tmp_path / "ours.json", ike, esp), True,
+                until="IkeSaDeleted")
+    try:
+        deadline = time.monotonic() + 6
+        while not charon.list_sas() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2.5)  # two or more DPD rounds
+        charon.swanctl("--terminate", "--child", "net", "--timeout", "3", check=False)
+        charon.terminate("life")
+    finally:
+        ours.finish()
+    log = charon.log_text()[log_start:]
+    probes = re.findall(r"generating INFORMATIONAL request (\d+) \[ \]", log)
+    answers = re.findall(r"parsed INFORMATIONAL response (\d+) \[ \]", log)
+    assert len(probes) >= 2 and set(probes) <= set(answers), (probes, answers)
+    kinds = [e["event"] for e in ours.events]
+    assert kinds.index("ChildSaDeleted") < kinds.index("IkeSaDeleted"), kinds
+    (child_gone,) = [e for e in ours.events if e["event"] == "ChildSaDeleted"]
+    (ike_gone,) = [e for e in ours.events if e["event"] == "IkeSaDeleted"]
+    assert child_gone["by_peer"] and not child_gone["rekeyed"] and ike_gone["by_peer"]
+    up = ours.first("ChildSaEstablished")
+    assert (child_gone["spi_in"], child_gone["spi_out"]) == (up["inbound"]["spi"],
+                                                             up["outbound"]["spi"])
+    assert charon.list_sas() == []
+
+
 def _crash_and_restart(charon: Charon) -> None:
     """charon dies without a word (SIGKILL: no Delete sent) and starts again, empty."""
     proc, charon.proc = charon.proc, None
