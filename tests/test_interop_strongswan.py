@@ -1,11 +1,20 @@
 """ipseclab's IKEv2 engine against strongSwan 5.9.8 on the wire, and strongSwan in the lab.
 
 Two network namespaces of the test's own (``iplss-*``, one veth between them): charon-systemd
-in one, our engine (``python -m ipseclab.drivers.ike_udp``) in the other. For each proposal,
-both directions: IKE SA and child SA up on both sides, strongSwan's logged keys equal to the
-keys our events carry (so the two derived the same SKEYSEED and KEYMAT, RFC 7296 §2.14,
-§2.17), and tshark decrypts our IKE_AUTH with the key log written from our event. A wrong PSK
-fails on both sides. Then two strongSwan gateways in the site-to-site lab carry a ping.
+in one, our engine (``python -m ipseclab.drivers.ike_udp``) in the other. What is checked,
+each in both roles where both exist:
+
+* every IKE and ESP algorithm keyword both implement: IKE SA and child SA up on both sides,
+  strongSwan's logged keys equal to ours (the same SKEYSEED and KEYMAT, RFC 7296 §2.14,
+  §2.17), the chosen proposal the offered one, tshark decrypting IKE_AUTH with our key log;
+* certificates of every key kind (RSA, RSA-PSS, ECDSA P-256/384/521, Ed25519, Ed448);
+* several proposals or transforms to choose from, a wrong KE guess (INVALID_KE_PAYLOAD),
+  traffic selector narrowing (subnets, ports, ICMP types), a COOKIE demanded by us;
+* child SA and IKE SA rekeys begun by either side, with and without PFS;
+* INITIAL_CONTACT after a restart of either side, charon's DPD probes and Deletes;
+* a wrong PSK failing on both sides, NAT emulation (``encap = yes``), IPv6;
+* in the lab: two strongSwan gateways, and the scenario site-to-site-algorithms (a ping
+  through a child SA of every shared ESP algorithm between ipseclab and strongSwan).
 
 strongSwan with kernel-libipsec fakes NAT detection, so the IKE_AUTH already runs on UDP 4500
 with the non-ESP marker (RFC 3948 §2.2): the engine's NAT-T path is exercised every time.
