@@ -231,6 +231,28 @@ def test_ours_initiates_rekeys_without_loss_and_dpd_clears(tmp_path: Path) -> No
 
 
 @needs_charon
+def test_strongswan_rekeys_our_sas_while_traffic_flows(tmp_path: Path) -> None:
+    """charon begins the rekeys, the child SA every 3 s and the IKE SA every 5 s, while h1
+    pings h2 (PFS rekeys: test_interop_strongswan.py). We answer, install the new
+    inbound SA at once and send on the new outbound SA only after charon's Delete of the old
+    pair (make-before-break on the responder's side, RFC 7296 §1.3.3): no ping lost."""
+    ours = ("", "start_action = start")
+    theirs = ("rekey_time = 5s\n    over_time = 20s\n    rand_time = 0s",
+              "rekey_time = 3s\n        life_time = 20s\n        rand_time = 0s")
+    with against_charon(tmp_path, ours, theirs) as lab:
+        sent, received = ping_replies(lab, "h1", "h2", 80, 0.15)
+        log = (lab.workdir / "gw1" / "gateway.log").read_text()
+        (ike,) = ctl(lab, "gw1", "list-ike-sas")
+        (sa,) = lab.node("gw2").launcher.charon.list_sas()
+    assert (sent, received) == (80, 80), log[-3000:]
+    assert log.count("rekeyed (replaces") >= 3, log[-3000:]  # child SAs, 3 s apart
+    assert not ike["initiator"] and ike["rekeys"] >= 1, ike  # charon's IKE SA rekeys
+    assert (sa["initiator-spi"], sa["responder-spi"]) == tuple(ike["name"][i:i + 16]
+                                                              for i in (0, 16)), (sa, ike)
+    assert "Traceback" not in log
+
+
+@needs_charon
 def test_ours_responds_to_strongswan_both_ways_and_ctl(tmp_path: Path) -> None:
     gateways = {
         "gw1": GatewaySpec("ipseclab", (CONFIGS / "gw1.swanctl.conf",)),
