@@ -496,18 +496,14 @@ def _parse_ports(proto: int, text: str | int | tuple[int, int]) -> tuple[int, in
         except OSError:
             raise SelectorError(f"unknown port or service name '{spec}'", token=text) from None
         return (port, port)
-    if proto in _ICMP_PROTOCOLS:
-        lo_text, dash, hi_text = spec.partition("-")
-        lo = _icmp_value(lo_text, text)
-        hi = _icmp_value(hi_text, text) if dash else lo
-        if lo > hi:
-            raise SelectorError("ICMP range starts after it ends", token=text)
-        return (lo, hi)
+    icmp = proto in _ICMP_PROTOCOLS
+    value = _icmp_value if icmp else _parse_port_number
     lo_text, dash, hi_text = spec.partition("-")
-    lo = _parse_port_number(lo_text, text)
-    hi = _parse_port_number(hi_text, text) if dash else lo
+    lo = value(lo_text, text)
+    hi = value(hi_text, text) if dash else lo
     if lo > hi:
-        raise SelectorError("port range starts after it ends", token=text)
+        raise SelectorError(f"{'ICMP' if icmp else 'port'} range starts after it ends",
+                            token=text)
     return (lo, hi)
 
 
