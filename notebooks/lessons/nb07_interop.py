@@ -146,7 +146,7 @@ CELLS = [
     print(f"ESP SPI {child.spi_out:08x}: {child.enc_out.hex()}  (gw2 -> gw1)")
     """),
     md("""
-    ## Your turn: crossed SPIs
+    ## Your turn 1: crossed SPIs
 
     strongSwan on gw2 sends its ESP packets on its *outbound* SA. In ipseclab's
     `ctl list-sas` on gw1, is that SPI listed as `"in"` or `"out"`? And which UDP
@@ -232,6 +232,28 @@ CELLS = [
     ax.legend(loc="upper right", fontsize=8)
     plt.tight_layout()
     plt.show()
+    """),
+    md("""
+    ## Your turn 2: the cheapest and the dearest
+
+    Without looking back at the table: which algorithm adds the fewest bytes to the ping,
+    and which the most? Reason from the IV, the block the padding fills and the ICV. Then
+    say what the cheapest one costs in another currency.
+    """),
+    code("""
+    my_fewest = "aes128gcm8"  # your answer: an algorithm name from the table
+    my_most = "aes256-sha512"  # your answer
+    """),
+    code("""
+    fewest = min(algorithms, key=lambda name: added[name, "ipseclab"])
+    most = max(algorithms, key=lambda name: added[name, "ipseclab"])
+    tied = [name for name in algorithms if added[name, "ipseclab"] == added[fewest, "ipseclab"]]
+    assert my_fewest in tied, f"fewest: {', '.join(tied)} ({added[fewest, 'ipseclab']} bytes)"
+    assert my_most == most, f"most: {most} ({added[most, 'ipseclab']} bytes)"
+    print(f"correct: {', '.join(tied)} add {added[fewest, 'ipseclab']} bytes, {most} adds"
+          f" {added[most, 'ipseclab']}: a 16-byte IV, padding to 16 bytes and a 32-byte ICV."
+          " null-sha256 is among the cheapest because it encrypts nothing: the ping crossed"
+          " the WAN readable (RFC 2410).")
     """),
     cleanup("lab_dir"),
     md("""
