@@ -275,6 +275,10 @@ ERRORS = [
     ("connections {\n  c {\n    version = 1\n  }\n}\n", 3, "IKEv1"),
     ("connections {\n  c {\n    children {\n      x {\n        mode = beet\n}}}}\n", 5,
      "not supported"),
+    ("connections {\n  c {\n    children {\n      x {\n        remote_ts = 10.2.0.0/33\n"
+     "}}}}\n", 5, "x.remote_ts: not an address"),
+    ("connections {\n  c {\n    children {\n      x {\n        local_ts = dynamic, "
+     "10.1.0.0/24[icmp/8:300]\n}}}}\n", 5, "ICMP type and code are 0..255"),
     ("connections {\n  c {\n    local {\n      certs = missing.pem\n}}}\n", 4, "no such file"),
     ("connections {\n  c {\n    pools = nopool\n  }\n}\n", 3, "no pool named"),
     ("connection {\n}\n", 1, "did you mean 'connections'"),

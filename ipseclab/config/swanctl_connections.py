@@ -41,8 +41,9 @@ from ipseclab.config.swanctl_model import (
 )
 from ipseclab.crypto.proposals import parse_proposals
 from ipseclab.errors import ConfigError
-from ipseclab.ike.config import ChildConfig, IkeConfig
+from ipseclab.ike.config import DYNAMIC, ChildConfig, IkeConfig
 from ipseclab.ipsec.pad import IdentityMatcher
+from ipseclab.ipsec.selectors import TrafficSelector
 
 if TYPE_CHECKING:
     from ipseclab.config.swanctl import _Loader
@@ -263,6 +264,18 @@ class ConnectionLoader:
                               token=exc.token or v.text) from None
         return v.text
 
+    def selectors(self: _Loader, v: Value, key: str) -> list[str]:
+        """Traffic selectors, each read here so that a bad one is reported at its line."""
+        items = self.as_list(v)
+        for item in items:
+            if item.strip() != DYNAMIC:
+                try:
+                    TrafficSelector.parse(item)
+                except ConfigError as exc:
+                    raise ConfigError(f"{key}: {exc.message}", file=v.file, line=v.line,
+                                      token=exc.token or item) from None
+        return items
+
     def child(self: _Loader, sec: Section, path: str) -> tuple[ChildConfig, ChildExtras]:
         self.check_keys(sec, path, CHILD_MAPPED, CHILD_IGNORED)
         v = {k: i for k, i in sec.items.items() if isinstance(i, Value)}
@@ -270,7 +283,7 @@ class ConnectionLoader:
         ext = ChildExtras()
         for key in ("local_ts", "remote_ts"):
             if key in v:
-                kw[key] = self.as_list(v[key])
+                kw[key] = self.selectors(v[key], f"{path}.{key}")
         if "mode" in v:
             mode = self.choice(v["mode"], f"{path}.mode",
                                ("tunnel", "transport", "beet", "pass", "drop"))
