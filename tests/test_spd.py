@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
 
@@ -154,3 +156,46 @@ def test_template_validation() -> None:
     with pytest.raises(ConfigError):
         Template("esp", spi=0)
     assert str(Template("esp", spi=0x1234)) == "esp transport spi 0x00001234"
+
+
+# -- the flow memory: always what the ordered search says -------------------------------------
+
+_HOSTS = [f"10.{a}.0.{b}" for a in (1, 2) for b in (1, 2, 3)]
+_NETS = ["10.1.0.0/24", "10.2.0.0/24", "10.1.0.2/32", "10.2.0.3/32", "10.0.0.0/8", "%any"]
+_PROTOS = [(None, None), ("tcp", 80), ("udp", 53), ("tcp", None), ("icmp", None)]
+
+
+def _ordered_search(spd: SPD, direction: str, fields) -> Policy | None:
+    return next((p for p in spd.policies(direction) if p.selector.matches(fields, direction)),
+                None)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_remembered_lookups_equal_the_ordered_search(data) -> None:
+    """Random policies (more than the few from which lookups are remembered), random packets,
+    and policies added and removed between lookups: every answer and every count is the one
+    a fresh ordered search gives (RFC 4301 §4.4.1)."""
+    spd, counts = SPD(), {}
+    for step in range(data.draw(st.integers(40, 120))):
+        if step % 3 == 0 or not spd.policies():
+            proto, port = data.draw(st.sampled_from(_PROTOS))
+            selector = Selector.parse(data.draw(st.sampled_from(_NETS)),
+                                      data.draw(st.sampled_from(_NETS)), proto, dport=port)
+            if spd.find(selector, "out") is None:
+                action = data.draw(st.sampled_from(["bypass", "discard"]))
+                spd.add(Policy(selector, "out", action,
+                               priority=data.draw(st.integers(0, 5))))
+        elif step % 7 == 1:
+            gone = spd.remove(data.draw(st.sampled_from(spd.policies())))
+            counts.pop(id(gone), None)  # its id may serve a later policy
+        src, dst = data.draw(st.sampled_from(_HOSTS)), data.draw(st.sampled_from(_HOSTS))
+        l4 = data.draw(st.sampled_from([TCP(sport=4000, dport=80), TCP(sport=4000, dport=22),
+                                        UDP(sport=5000, dport=53), ICMP(type=8)]))
+        fields = parse_fields(pkt(src, dst, l4))
+        expected = _ordered_search(spd, "out", fields)
+        assert spd.lookup("out", fields) is expected
+        if expected is not None:
+            counts[id(expected)] = counts.get(id(expected), 0) + 1
+    for policy in spd.policies():
+        assert policy.packets == counts.get(id(policy), 0)

@@ -138,6 +138,12 @@ class PacketFields:
     icmp_code: int | None = None
     fragment: bool = False
 
+    def flow(self) -> tuple:
+        """All the fields as one hashable value: packets with equal flows match the same
+        selectors (the SPD remembers its lookups by it)."""
+        return (self.version, self.src, self.dst, self.proto, self.sport, self.dport,
+                self.icmp_type, self.icmp_code, self.fragment)
+
     @property
     def src_addr(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         return _address(self.version, self.src)

@@ -13,6 +13,12 @@ then applies the default of RFC 4301 §5.1/§5.2, which is to discard.
 A PROTECT entry carries templates, one per transform it requires (ESP and/or AH), like the
 ``tmpl`` lines of ``ip xfrm policy``: which protocol, which mode, the tunnel endpoints and
 optionally the ``reqid`` that ties it to SAs in the SAD.
+
+A gateway with many tunnels has many entries, and the ordered search costs one selector
+match per entry before the one that fits. So a direction with more than a few entries
+remembers its answer per flow (the packet's selector fields): the first packet of a flow
+searches, the next ones look the answer up. Any change to the SPD forgets every answer, so
+the result is always what the ordered search gives (``benchmarks/spd_scale.py`` measures).
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from ipseclab.errors import ConfigError
 from ipseclab.ipsec.selectors import Direction, PacketFields, Selector
 
 __all__ = ["SPD", "Policy", "PolicyAction", "Template"]
+
+_CACHE_FROM = 4  # entries in a direction from which lookups are remembered per flow
+_CACHE_MAX = 65536  # flows remembered per direction; beyond, the memory starts afresh
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -138,7 +147,13 @@ class SPD:
 
     def __init__(self) -> None:
         self._lists: dict[Direction, list[Policy]] = {d: [] for d in Direction}
+        self._flows: dict[Direction, dict[tuple, Policy | None]] = {d: {} for d in Direction}
         self._next_index = 1
+
+    def _changed(self) -> None:
+        """The entries changed: every remembered lookup may be wrong now."""
+        for flows in self._flows.values():
+            flows.clear()
 
     def add(self, policy: Policy) -> Policy:
         """Insert ``policy`` after every entry of lower or equal priority; returns it.
@@ -159,6 +174,7 @@ class SPD:
         entries.insert(pos, policy)
         policy.index = self._next_index
         self._next_index += 1
+        self._changed()
         return policy
 
     def remove(self, target: Policy | int) -> Policy:
@@ -168,6 +184,7 @@ class SPD:
                 if policy is target or policy.index == target:
                     del entries[i]
                     policy.index = None
+                    self._changed()
                     return policy
         raise KeyError(f"no policy {target if isinstance(target, int) else target.index}")
 
@@ -184,6 +201,7 @@ class SPD:
             for policy in entries:
                 policy.index = None
             entries.clear()
+        self._changed()
 
     def lookup(
         self, direction: Direction | str, fields: PacketFields, *, count: bool = True
@@ -194,13 +212,32 @@ class SPD:
         """
         entries = self._lists.get(direction)  # a StrEnum key: "out" finds Direction.OUT
         if entries is None:
-            entries = self._lists[Direction(direction)]
+            direction = Direction(direction)
+            entries = self._lists[direction]
+        if len(entries) >= _CACHE_FROM:
+            return self._remembered(entries, direction, fields, count)
         for policy in entries:
             if policy.selector.matches(fields, direction):
                 if count:
                     policy.packets += 1
                 return policy
         return None
+
+    def _remembered(self, entries: list[Policy], direction: str, fields: PacketFields,
+                    count: bool) -> Policy | None:
+        """:meth:`lookup` by the flow's remembered answer, searching only a new flow."""
+        flows = self._flows[direction]  # type: ignore[index]
+        flow = fields.flow()
+        try:
+            policy = flows[flow]
+        except KeyError:
+            policy = next((p for p in entries if p.selector.matches(fields, direction)), None)
+            if len(flows) >= _CACHE_MAX:
+                flows.clear()
+            flows[flow] = policy
+        if policy is not None and count:
+            policy.packets += 1
+        return policy
 
     def policies(self, direction: Direction | str | None = None) -> list[Policy]:
         """The entries of one direction (or all: out, in, fwd) in lookup order."""
