@@ -44,22 +44,21 @@ def selectors(k: int) -> tuple[str, str]:
 
 
 def engines(n: int, seed: int = 0) -> tuple[IkeEngine, IkeEngine]:
-    """The initiator with ``n`` connections, the responder with one that takes them all.
-
-    ``send_initial_contact`` is off: our N connections share one peer and one identity, and
-    INITIAL_CONTACT from each would make the responder drop all the others (§2.4)."""
+    """The initiator with ``n`` connections, each with an identity of its own (as ``n``
+    road warriors would be), the responder with one connection that takes them all. Each
+    IKE_AUTH carries INITIAL_CONTACT (§2.4), so the responder looks for older IKE SAs of that
+    identity every time (an index, not a scan)."""
     child = dict(mode="tunnel", esp_proposals="aes128gcm16")
     initiator = []
     for k in range(n):
         local, remote = selectors(k)
         initiator.append(IkeConfig(
             f"c{k}", local_addrs=[I_ADDR], remote_addrs=[R_ADDR], proposals=PROPOSAL,
-            local_id="@moon.example", remote_id="@sun.example", psk=PSK,
-            send_initial_contact=False,
+            local_id=f"@moon{k}.example", remote_id="@sun.example", psk=PSK,
             children=[ChildConfig("net", local_ts=[local], remote_ts=[remote], **child)]))
     responder = IkeConfig(
         "site", local_addrs=[R_ADDR], remote_addrs=["%any"], proposals=PROPOSAL,
-        local_id="@sun.example", remote_id="@moon.example", psk=PSK,
+        local_id="@sun.example", remote_id="%any", psk=PSK,
         children=[ChildConfig("net", local_ts=["10.2.0.0/16"], remote_ts=["10.1.0.0/16"],
                               **child)])
     rng_i, rng_r = random.Random(seed), random.Random(seed + 1)

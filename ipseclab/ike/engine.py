@@ -233,6 +233,9 @@ class IkeEngine:
         stale and skipped (lazy invalidation), so get_timer() needs no scan."""
         self._timer_dirty: set[IkeSa] = set()
         """IKE SAs touched since their timer was last computed (see _touch)."""
+        self._by_peer: dict[tuple, list[IkeSa]] = {}
+        """("id", config, peer identity) and ("addr", config, peer address) -> IKE SAs that
+        became established with them: INITIAL_CONTACT and ``unique`` (§2.4) need no scan."""
 
     def _child_added(self, sa: IkeSa, child: ChildSa) -> None:
         self._child_home[id(child)] = sa
@@ -326,6 +329,13 @@ class IkeEngine:
         waiting.pop(id(None), None)
         if index(self._waiting) != waiting:
             problems.append("waiting child SAs")
+        for sa in self._sas.values():
+            if sa.state is State.ESTABLISHED and any(
+                    sa not in self._by_peer.get(key, ()) for key in (
+                        ("id", id(sa.config), sa.remote_id),
+                        ("addr", id(sa.config), sa.remote[0]))):
+                problems.append(f"peer index misses {sa.name}")
+                break
         if {sa.name: sa for sa in self._sas.values()} != self._sas.by_name:
             problems.append("IKE SAs by name")
         if [sa._order for sa in self._sas.values()] != sorted(sa._order
@@ -560,7 +570,7 @@ class IkeEngine:
         config): then ``sa`` must not send INITIAL_CONTACT (§2.4)."""
         return any(other is not sa and other.state is State.ESTABLISHED
                    and other.config is sa.config and other.remote[0] == sa.remote[0]
-                   for other in self._sas.values())
+                   for other in self._by_peer.get(("addr", id(sa.config), sa.remote[0]), ()))
 
     def _unique_replace(self, sa: IkeSa, now: float) -> None:
         """swanctl's ``unique = replace``: an older IKE SA of the same peer identity goes, with
@@ -569,9 +579,12 @@ class IkeEngine:
             other.delete(now)
 
     def _older_duplicates(self, sa: IkeSa) -> list[IkeSa]:
-        return [other for other in self._sas.values()
-                if other is not sa and other.state is State.ESTABLISHED
-                and other.config is sa.config and other.remote_id == sa.remote_id]
+        """The other established IKE SAs of the config and peer identity of ``sa``, in the
+        order of the SA table."""
+        found = [other for other in self._by_peer.get(("id", id(sa.config), sa.remote_id), ())
+                 if other is not sa and other.state is State.ESTABLISHED
+                 and other.config is sa.config and other.remote_id == sa.remote_id]
+        return sorted(found, key=lambda other: other._order)
 
     def _receive(self, data: bytes, src: Address, dst: Address, now: float) -> None:
         try:
@@ -715,10 +728,25 @@ class IkeEngine:
         self._out.append((response, dst, src))
 
     def _established(self, sa: IkeSa) -> None:
-        """A responder SA is no longer half-open."""
+        """A responder SA is no longer half-open; every SA goes into the index of peers."""
         for key, value in list(self._half_open.items()):
             if value is sa:
                 del self._half_open[key]
+        keys = (("id", id(sa.config), sa.remote_id), ("addr", id(sa.config), sa.remote[0]))
+        if sa._peer_keys != keys:
+            self._unindex_peer(sa)
+            sa._peer_keys = keys
+            for key in keys:
+                self._by_peer.setdefault(key, []).append(sa)
+
+    def _unindex_peer(self, sa: IkeSa) -> None:
+        for key in sa._peer_keys:
+            sas = self._by_peer.get(key, [])
+            if sa in sas:
+                sas.remove(sa)
+            if not sas:
+                self._by_peer.pop(key, None)
+        sa._peer_keys = ()
 
 
 def _same_peer(owner: IkeSa, sa: IkeSa) -> bool:
@@ -775,6 +803,7 @@ class _SaTable(dict):
     def __delitem__(self, spi: bytes) -> None:
         sa = self[spi]
         super().__delitem__(spi)
+        self.engine._unindex_peer(sa)
         name = self._names.pop(sa, None)
         if name is not None and self.by_name.get(name) is sa:
             del self.by_name[name]

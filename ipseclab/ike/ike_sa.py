@@ -219,6 +219,7 @@ class IkeSa(IkeAuthExchange, CreateChildExchange, InformationalExchange, Reauthe
         self.nat_detected = False
         self._children = ChildList(self)
         self._order = -1  # when it entered the engine's SA table (engine._SaTable)
+        self._peer_keys: tuple = ()  # its keys in the engine's index of peers (_by_peer)
         self.child_config: ChildConfig | None = None
         self._child_spi = 0
         self._cookie = b""
