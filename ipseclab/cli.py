@@ -281,6 +281,10 @@ from ipseclab.drivers.cli_gateway import register as _register_gateway  # noqa: 
 
 _register_gateway(command)
 
+from ipseclab.drivers.ike_probe import register as _register_probe  # noqa: E402
+
+_register_probe(command)
+
 from ipseclab.attacks.cli import register as _register_attack  # noqa: E402
 
 _register_attack(command)

@@ -1,0 +1,273 @@
+"""``ipseclab probe``: which IKE SA algorithms a responder accepts, one IKE_SA_INIT each.
+
+In memory against our own IKE engine as the responder (what it accepts is its proposals,
+so every answer can be checked), the COOKIE round trip, a silent address, stray replies;
+then the command line, and in namespaces against strongSwan's charon.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ipseclab.cli import main
+from ipseclab.crypto.guidance import ike_level, is_weak
+from ipseclab.drivers.ike_probe import format_report, report_json, weak
+from ipseclab.ike.config import ChildConfig, IkeConfig
+from ipseclab.ike.engine import IkeEngine
+from ipseclab.ike.message import parse_message
+from ipseclab.ike.payloads import KeyExchange, SecurityAssociation
+from ipseclab.ike.probe import DECOY_GROUP, Prober, candidates
+
+ROOT = Path(__file__).resolve().parents[1]
+US, THEM = ("192.0.2.1", 500), ("192.0.2.2", 500)
+
+
+def responder(proposals: str, **kw) -> IkeEngine:
+    config = IkeConfig("gw", local_addrs=[THEM[0]], remote_addrs=["%any"], proposals=proposals,
+                       local_id="@gw", remote_id="%any", psk=b"secret",
+                       children=[ChildConfig("net", local_ts=["10.2.0.0/24"],
+                                             remote_ts=["10.1.0.0/24"])])
+    return IkeEngine(config, rng=random.Random(2).randbytes, **kw)
+
+
+def run(prober: Prober, engine: IkeEngine | None, *, reply=None) -> list[bytes]:
+    """Drive ``prober`` against ``engine`` on a simulated clock; return what it sent."""
+    now, sent = 0.0, []
+    for _ in range(10_000):
+        data, wake = prober.poll(now)
+        if wake is None:
+            return sent
+        if data is None:
+            now = wake
+            continue
+        sent.append(data)
+        if reply is not None:
+            for answer in reply(data):
+                prober.receive(answer, now)
+        elif engine is not None:
+            engine.receive_datagram(data, US, THEM, now)
+            for answer, _, _ in engine.datagrams_to_send():
+                prober.receive(answer, now)
+    raise AssertionError("the probe never ended")
+
+
+def accepted(prober: Prober, kind: str) -> set[str]:
+    return {a.candidate.keyword for a in prober.answers
+            if a.candidate.kind == kind and a.verdict == "accepted"}
+
+
+PROPOSALS = "aes256-sha256-modp2048,aes128gcm16-prfsha384-ecp256"
+
+
+def test_finds_exactly_what_the_responder_accepts() -> None:
+    engine = responder(PROPOSALS)
+    prober = Prober(rng=random.Random(1).randbytes)
+    run(prober, engine)
+    assert accepted(prober, "encryption") == {"aes256", "aes128gcm16"}
+    assert accepted(prober, "integrity") == {"sha256"}
+    assert accepted(prober, "prf") == {"prfsha256", "prfsha384"}
+    assert accepted(prober, "dh") == {"modp2048", "ecp256"}
+    others = {a.verdict for a in prober.answers if a.candidate.keyword not in
+              {"aes256", "aes128gcm16", "sha256", "prfsha256", "prfsha384", "modp2048", "ecp256"}}
+    assert others == {"refused"}
+    assert len(prober.answers) == len(candidates()) and not prober.stopped
+    # The real offer: the responder chooses among what it accepted.
+    full = prober.full_answer
+    assert full is not None and full.verdict == "answered"
+    assert full.proposal in ("aes256-sha256-prfsha256-modp2048", "aes128gcm16-prfsha384-ecp256")
+    assert "IKEV2_FRAGMENTATION_SUPPORTED" in full.notifies
+    # Only the real offer made a (half-open) IKE SA: every question was answered statelessly.
+    assert len(engine.ike_sas) == 1 and not engine.internal_errors
+
+
+def test_questions_leave_no_state_without_the_full_offer() -> None:
+    engine = responder(PROPOSALS)
+    prober = Prober(candidates(["dh"]), full=False, rng=random.Random(1).randbytes)
+    run(prober, engine)
+    assert accepted(prober, "dh") == {"modp2048", "ecp256"}
+    assert engine.ike_sas == [] and engine.half_open_count() == 0
+    assert prober.full_answer is None
+
+
+def test_each_question_offers_the_decoy_group_and_its_ke() -> None:
+    """RFC 7296 §3.4: the KE group must be one the SA payload offers: the decoy is."""
+    prober = Prober(candidates(["encryption"])[:3], full=False, rng=random.Random(1).randbytes)
+    sent = run(prober, responder(PROPOSALS))
+    for data in sent:
+        message = parse_message(data)
+        ke = message.find(KeyExchange)
+        assert ke is not None and ke.group == DECOY_GROUP
+        for proposal in message.find(SecurityAssociation).proposals:
+            groups = [t.transform_id for t in proposal.transforms if t.transform_type == 4]
+            assert DECOY_GROUP in groups
+            encryption = [t for t in proposal.transforms if t.transform_type == 1]
+            assert len(encryption) == 1  # the one encryption algorithm asked about
+
+
+def test_weak_algorithms_named_with_rfc8247_levels() -> None:
+    engine = responder("aes128-sha256-md5-prfsha256-modp1024-modp2048")
+    prober = Prober(full=False, rng=random.Random(1).randbytes)
+    run(prober, engine)
+    assert weak(prober) == ["md5 (MUST NOT)", "modp1024 (SHOULD NOT)"]
+    text = format_report(prober, "gw")
+    assert "weak:       md5 (MUST NOT), modp1024 (SHOULD NOT)" in text
+    assert "accepts aes128 (MUST)" in text
+    data = report_json(prober, "gw")
+    assert {a["keyword"] for a in data["answers"] if a["weak"]} == {"md5", "modp1024"}
+    json.dumps(data)  # JSON-ready
+
+
+def test_rfc8247_levels() -> None:
+    assert ike_level("dh", "modp2048") == "MUST" and ike_level("dh", "modp768") == "MUST NOT"
+    assert ike_level("encryption", "aes256gcm16") == "SHOULD"
+    assert ike_level("prf", "prfsha384") == ""  # not in RFC 8247's table
+    assert is_weak("integrity", "md5") and not is_weak("integrity", "sha1")
+
+
+def test_cookie_demanded_and_answered() -> None:
+    """§2.6: a responder under load demands a COOKIE before it answers at all."""
+    engine = responder(PROPOSALS, cookie_threshold=0)
+    prober = Prober(candidates(["dh"]), rng=random.Random(1).randbytes)
+    run(prober, engine)
+    assert prober.cookie_demanded
+    assert accepted(prober, "dh") == {"modp2048", "ecp256"}
+    assert prober.full_answer is not None and prober.full_answer.verdict == "answered"
+
+
+def test_silent_address_stops_after_the_first_question() -> None:
+    prober = Prober(timeout=1.0, tries=3, rng=random.Random(1).randbytes)
+    sent = run(prober, None)
+    assert len(sent) == 3  # one question, sent three times
+    assert [a.verdict for a in prober.answers] == ["no answer"]
+    assert "no IKE responder" in prober.stopped and prober.full_answer is None
+
+
+def test_stray_and_malformed_replies_are_ignored() -> None:
+    engine = responder(PROPOSALS)
+
+    def reply(data: bytes) -> list[bytes]:
+        engine.receive_datagram(data, US, THEM, 0.0)
+        real = [d for d, _, _ in engine.datagrams_to_send()]
+        stray = bytearray(real[0])
+        stray[0] ^= 1  # another initiator SPI: not an answer to us
+        return [b"\x00" * 10, os.urandom(40), bytes(stray), *real]
+
+    prober = Prober(candidates(["dh"]), full=False, rng=random.Random(1).randbytes)
+    run(prober, None, reply=reply)
+    assert accepted(prober, "dh") == {"modp2048", "ecp256"}
+    assert {a.verdict for a in prober.answers} == {"accepted", "refused"}
+
+
+def test_cli_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["probe", "192.0.2.250", "--only", "ciphers"]) == 2
+    assert "unknown kind 'ciphers'" in capsys.readouterr().err
+    assert main(["probe", "gateway.example"]) == 2
+    assert "not an IP address" in capsys.readouterr().err
+    assert main(["probe", "192.0.2.250", "--tries", "0"]) == 2
+    assert "--tries" in capsys.readouterr().err
+
+
+# -- against strongSwan in namespaces ------------------------------------------------------
+
+root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+
+SWANCTL = """\
+connections {
+  gw {
+    local_addrs = 192.0.2.2
+    proposals = aes256-sha256-modp2048, aes128gcm16-prfsha384-ecp256, 3des-md5-modp1024
+    local { auth = psk
+            id = 192.0.2.2 }
+    remote { auth = psk }
+    children { net { local_ts = 10.2.0.0/24 } }
+  }
+}
+secrets { ike-any { secret = "probe-test-secret-0123456789" } }
+"""
+
+
+@pytest.fixture(scope="module")
+def charon_ns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from conftest import peer_namespaces
+    from ipseclab.lab import strongswan
+    from ipseclab.lab.strongswan import Charon
+
+    if not strongswan.available():
+        pytest.skip("charon-systemd is not installed")
+    with peer_namespaces("iplpr", US[0], THEM[0]) as (ours, theirs):
+        daemon = Charon(tmp_path_factory.mktemp("charon"), lambda args, **kw: subprocess.Popen(
+            ["ip", "netns", "exec", theirs, *args], **kw))
+        daemon.start()
+        try:
+            daemon.install_config("", SWANCTL)
+            daemon.load_all()
+            yield ours
+        finally:
+            daemon.stop()
+
+
+@root
+@pytest.mark.root
+@pytest.mark.interop
+def test_probe_strongswan(charon_ns: str) -> None:
+    out = subprocess.run(["ip", "netns", "exec", charon_ns, sys.executable, "-m", "ipseclab",
+                          "probe", THEM[0], "--json", "--timeout", "0.5"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    ok = {(a["kind"], a["keyword"]) for a in data["answers"] if a["verdict"] == "accepted"}
+    assert ok == {("encryption", "aes256"), ("encryption", "aes128gcm16"),
+                  ("encryption", "3des"), ("integrity", "sha256"), ("integrity", "md5"),
+                  ("prf", "prfsha256"), ("prf", "prfsha384"), ("prf", "prfmd5"),
+                  ("dh", "modp2048"), ("dh", "ecp256"), ("dh", "modp1024")}
+    assert {a["verdict"] for a in data["answers"]} == {"accepted", "refused"}
+    assert {a["keyword"] for a in data["answers"] if a["weak"]} == {"md5", "prfmd5", "modp1024"}
+    full = data["full"]
+    assert full["verdict"] == "answered"
+    assert full["proposal"] == "aes256-sha256-prfsha256-modp2048"  # charon's first proposal
+    assert "IKEV2_FRAGMENTATION_SUPPORTED" in full["notifies"]
+    text = subprocess.run(["ip", "netns", "exec", charon_ns, sys.executable, "-m", "ipseclab",
+                           "probe", THEM[0], "--only", "dh", "--no-full"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert text.returncode == 0, text.stderr
+    print(text.stdout)
+    assert "DH group:   accepts modp1024 (SHOULD NOT), modp2048 (MUST), ecp256 (SHOULD)" \
+        in text.stdout
+    assert "weak:       modp1024 (SHOULD NOT)" in text.stdout
+
+
+def test_real_offer_follows_invalid_ke_payload() -> None:
+    """§1.3: when the responder wants another group of the real offer, the probe sends the
+    offer again with a key share of that group."""
+    from ipseclab.ike.constants import ExchangeType, HeaderFlag
+    from ipseclab.ike.message import Message
+    from ipseclab.ike.payloads import Notify
+
+    engine = responder(PROPOSALS)
+    wanted = []
+
+    def reply(data: bytes) -> list[bytes]:
+        message = parse_message(data)
+        group = message.find(KeyExchange).group
+        if group != DECOY_GROUP and not wanted:
+            wanted.append(group)
+            other = 19 if group != 19 else 14
+            return [Message(message.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, HeaderFlag.R, 0,
+                            [Notify.invalid_ke_payload(other)]).to_bytes()]
+        engine.receive_datagram(data, US, THEM, 0.0)
+        return [d for d, _, _ in engine.datagrams_to_send()]
+
+    prober = Prober(candidates(["dh"]), rng=random.Random(1).randbytes)
+    sent = run(prober, None, reply=reply)
+    last = parse_message(sent[-1]).find(KeyExchange).group
+    assert wanted and last != wanted[0] and last in (14, 19)
+    assert prober.full_answer is not None and prober.full_answer.verdict == "answered"
+    assert prober.full_answer.proposal.endswith("ecp256" if last == 19 else "modp2048")
