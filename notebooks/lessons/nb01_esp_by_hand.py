@@ -24,7 +24,7 @@ CELLS = [
     md("""
     ## The SA: keys as Linux writes them
 
-    An ESP packet is protected by a **Security Association** (SA, RFC 4301 §4.4.2): one
+    An ESP packet is protected by a **Security Association** (SA, RFC 4301 §4.1): one
     direction of traffic, with an SPI, keys, algorithms, a mode and a sequence counter.
     Without IKE, an administrator types the SA in by hand with `ip xfrm state add`. ipseclab
     reads the same lines. This one is the `gw1 -> gw2` SA of `examples/site-to-site.xfrm`:
@@ -98,7 +98,8 @@ CELLS = [
     md("""
     ## Step 4: AAD and the AEAD call (RFC 4106 §4, §5)
 
-    AES-GCM encrypts and authenticates in one call. Its inputs:
+    AES-GCM is an **AEAD** (authenticated encryption with associated data): it encrypts
+    and authenticates in one call. Its inputs:
 
     * key: the first 16 bytes of the key material;
     * nonce: `salt || IV` (12 bytes, RFC 4106 §4);

@@ -80,12 +80,19 @@ CELLS = [
     plt.show()
     """),
     md("""
+    What to notice: aes128gcm16 has no sawtooth here. The sizes go up in steps of 4 bytes
+    and GCM pads to 4, so every packet gets the same 2 bytes of padding and the overhead
+    is always 36 bytes (56 in tunnel mode). The CBC lines swing by 12 bytes, the padding
+    to their 16-byte block; aes256-sha512 sits 16 bytes above aes128-sha256 at every size,
+    its 32-byte ICV against 16.
+
     ## Where fragmentation starts
 
     A link with a 1500-byte MTU carries the *protected* packet. `largest_inner` finds, by
     encapsulating real packets, the largest inner packet that still fits. One byte more and
-    the gateway must fragment, or drop the packet and tell the sender with ICMP "packet too
-    big" so it can lower its path MTU (RFC 4301 §8).
+    the gateway must fragment, or drop the packet and tell the sender with ICMP
+    "fragmentation needed" ("packet too big" in IPv6) so it can lower its path MTU
+    (RFC 4301 §8).
     """),
     code("""
     for proposal in ("aes128gcm16", "aes128-sha256"):
@@ -272,7 +279,7 @@ CELLS = [
     plt.show()
     """),
     md("""
-    ## Your turn: the 20 bytes
+    ## Your turn: tunnel minus transport
 
     The captured tunnel-mode packet is longer than the transport-mode one. By how many
     bytes, and why (RFC 4303 §3.1.2)? Hint: the inner packet is the same 84-byte ping, both

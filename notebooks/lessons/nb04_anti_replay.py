@@ -91,6 +91,11 @@ CELLS = [
     print(rx.counters)
     """),
     md("""
+    What to notice: once packet 40 is accepted, the window covers 9 to 40 (32 numbers
+    ending at the highest). Packets 7 and 6 arrive below it and are *too old*, although
+    the receiver never saw them; 9, just inside, is accepted. The counters add up: 7
+    packets accepted, 1 replay, 2 too old.
+
     ## Extended Sequence Numbers (RFC 4303 §2.2.1)
 
     A 32-bit counter runs out after 2^32 packets: at 10 Gbit/s and small packets, in

@@ -221,8 +221,9 @@ CELLS = [
     ping was lost: gw1 installs the new inbound SA before it answers or deletes the old one
     and keeps the old SA until the DELETE, *make before break* (§2.8).
 
-    The last CREATE_CHILD_SA carried KE and no TSi/TSr: that was the IKE SA's rekey. The
-    child SAs move to the new IKE SA with it (§1.3.2), as the IKE SPIi in the table shows.
+    The one CREATE_CHILD_SA with KE and no TSi/TSr, shortly before 12 s, was the IKE SA's
+    rekey. The child SAs move to the new IKE SA with it (§1.3.2), as the IKE SPIi in the
+    table shows: the child rekeys after it run on the new IKE SA.
     """),
     code("""
     ike_spis = list(dict.fromkeys(f.ike.spi_i.hex() for f in ike_frames))
@@ -432,7 +433,7 @@ CELLS = [
     assert "was revoked" in refused[-1].reason and len(gw1.ike_sas) == 1
     """),
     md("""
-    ## Your turn 3: counting a reauthentication
+    ## Your turn 2: counting a reauthentication
 
     How many IKE messages (requests and responses) did the successful reauthentication
     above take, for an IKE SA with two child SAs? And how many would it take with three?
@@ -538,7 +539,7 @@ CELLS = [
           natd_hash(spi_i, spi_r, seen.dst, seen.dport).hex())
     """),
     md("""
-    ## Your turn 2: whose address did the NAT change?
+    ## Your turn 3: whose address did the NAT change?
 
     Which of the two hashes differs, `"source"` or `"destination"`? And which address and
     port did rw hash into its NAT_DETECTION_SOURCE_IP? Fill in the three values.

@@ -65,9 +65,9 @@ CELLS = [
     md("""
     Nothing is marked E (encrypted). Bytes 20-27 are the ESP header (SPI, sequence number,
     RFC 4303 §2.1-2.2); ENCR_NULL has no IV (RFC 2410 §2), so the inner IPv4 packet starts at
-    byte 28 and the message follows its IPv4 (20) and UDP (8) headers. Only the padding,
-    the pad length, the next header (4: an IPv4 packet, tunnel mode) and the 16-byte ICV
-    come after it.
+    byte 28 and the message follows its IPv4 (20) and UDP (8) headers. Only the padding
+    (none here: the length already fits), the pad length, the next header (4: an IPv4
+    packet, tunnel mode) and the 16-byte ICV come after it.
 
     ## What mallory does without a key
 

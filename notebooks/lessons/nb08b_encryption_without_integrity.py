@@ -119,7 +119,7 @@ CELLS = [
     """),
     md("""
     The same forgery against an SA with an ICV (aes128-sha256, HMAC-SHA-256-128): the ICV
-    covers the IV (RFC 4303 §3.3.4), the receiver checks it before decrypting (§3.4.4), and
+    covers the IV (RFC 4303 §3.3.2), the receiver checks it before decrypting (§3.4.4), and
     the packet is dropped.
     """),
     code("""
@@ -250,6 +250,6 @@ CELLS = [
       (Degabriele and Paterson 2007).
     * The fix is integrity: an ICV over the whole ESP packet, IV included (aes128-sha256 or
       an AEAD like aes128gcm16). The forgery becomes an `auth_failed` at the receiver.
-      RFC 8221 §5 says encryption-only ESP must not be used.
+      RFC 8221 §4 ("Encryption Must Be Authenticated") rules encryption-only ESP out.
     """),
 ]

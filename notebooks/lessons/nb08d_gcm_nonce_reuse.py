@@ -31,9 +31,9 @@ CELLS = [
 
     aes128gcm16 with manual keys. Nothing looks wrong in the file; the problem is time: the
     key outlives the gateway. After a restart the sequence number, and so the GCM nonce,
-    starts again at 1 under the same key. RFC 4106 §8 (Security Considerations) therefore
-    says GCM must not be used with statically configured keys; RFC 4303 §3.3.3 says the same
-    for every counter mode.
+    starts again at 1 under the same key. RFC 4106 §10 (Security Considerations) therefore
+    finds GCM hard to use safely with statically configured keys and requires automated key
+    management, such as IKE.
     """),
     code("""
     from ipseclab.attacks.common import config_dir
@@ -269,7 +269,7 @@ CELLS = [
     ## Summary
 
     * AES-GCM's nonce (salt || IV, RFC 4106 §4) must never repeat under one key. Static keys
-      plus a restart repeat it; RFC 4106 §8 forbids manual keys for GCM.
+      plus a restart repeat it; RFC 4106 §10 requires IKE, not manual keys, for GCM.
     * One repeat gives away the XOR of two plaintexts (counter mode) and a polynomial whose
       root is the hash key H (Joux 2006); a second repeat pins H down. With H and the mask
       S = T + GHASH_H(A, C) the attacker tags whatever it likes (Böck et al. 2016).

@@ -157,7 +157,7 @@ CELLS = [
     C_(j-1), and P_i XOR P_j = C_(i-1) XOR C_(j-1): the XOR of two plaintext blocks, from
     ciphertext alone. Among n random b-bit blocks a collision has probability about
     1 - exp(-n^2 / 2^(b+1)): likely after 2^(b/2) blocks. For 3DES (b = 64) that is 2^32
-    blocks, 32 GiB, under one SA with no byte limit (RFC 4303 §3.3.3 on volume limits); for
+    blocks, 32 GiB, under one SA without a byte lifetime (RFC 4301 §4.4.2.1); for
     AES (b = 128) it is 2^64 blocks.
     """),
     code("""

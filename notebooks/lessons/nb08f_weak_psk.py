@@ -32,8 +32,9 @@ CELLS = [
 
     Both gateways authenticate with a pre-shared key (`auth = psk`). In the weak
     configuration it is a word a person chose; in the recommended one, 32 random octets
-    written in hex. RFC 7296 §2.15: a PSK derived from a password "is not secure" against
-    this attack; it should be as random as a strong key.
+    written in hex. RFC 7296 §2.15 calls a key derived only from a user-chosen password
+    "typically insecure": it will not resist a dictionary attack. The PSK should be as
+    unpredictable as the strongest key it protects.
     """),
     code("""
     from ipseclab.attacks import weak_psk
@@ -42,7 +43,7 @@ CELLS = [
     for config in ("weak", "recommended"):
         conf = config_dir("weak-psk", config) / "gw1.swanctl.conf"
         secret = next(line.strip() for line in conf.read_text().splitlines()
-                      if line.strip().startswith("secret"))
+                      if line.strip().startswith("secret ="))
         print(f"{config:12} gw1: {secret}")
     print("mallory's word list:", len(weak_psk.load_words()), "ordinary words,"
           " generated for the lab")
@@ -237,8 +238,8 @@ CELLS = [
       <InitiatorSignedOctets>) (RFC 7296 §2.15). Whoever completes IKE_SA_INIT with the
       initiator can open its IKE_AUTH and knows every input but the PSK.
     * The initiator authenticates first (§1.2), so a rogue responder on the path gets one
-      AUTH value and tests guesses offline, two PRF calls each: thousands per second in
-      Python, billions on GPUs. A word from a list falls at once.
+      AUTH value and tests guesses offline, two PRF calls each: hundreds of thousands per
+      second in Python, billions on GPUs. A word from a list falls at once.
     * The fix: a PSK of 32 random octets (§2.15), or certificates (`auth = pubkey`). The
       search then finds nothing in any time that matters.
     """),
