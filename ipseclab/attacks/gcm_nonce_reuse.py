@@ -15,13 +15,13 @@ the sequence numbers, and so the nonces, start again at 1 under the same key. Th
    receiving gateway accepts the forgery (Böck, Zauner, Devlin, Somorovsky and Jovanovic,
    "Nonce-Disrespecting Adversaries: Practical Forgery Attacks on GCM in TLS", WOOT 2016).
 
-RFC 4106 §8 says it plainly: manual keying of GCM is unsafe (also RFC 4303 §3.3.3 on
-counter modes). The fix is fresh keys for every SA, which IKE gives (new KEYMAT per child
-SA, RFC 7296 §2.17). In the lab the recommended configuration stands for that: after the
-restart both gateways load new keys (``*-rekeyed.xfrm``), so equal nonces no longer mean an
-equal keystream or an equal mask; the XOR reveals nothing, no H is shared, and gw2 counts
-the forgery as ``auth_failed``. (A gateway could also refuse to start twice with one static
-GCM key, e.g. by keeping its sequence number on disk; ipseclab's does not.)
+RFC 4106's Security Considerations (§10) say it: GCM needs automated key management such as
+IKE; static manual keys are unsafe. The fix is fresh keys for every SA, which IKE gives (new
+KEYMAT per child SA, RFC 7296 §2.17). In the lab the recommended configuration stands for
+that: after the restart both gateways load new keys (``*-rekeyed.xfrm``), so equal nonces no
+longer mean an equal keystream or an equal mask; the XOR reveals nothing, no H is shared,
+and gw2 counts the forgery as ``auth_failed``. (A gateway could also refuse to start twice
+with one static GCM key, e.g. by keeping its sequence number on disk; ipseclab's does not.)
 
 The attack targets only the lab's own hosts inside the topology's namespaces: h1 sends
 status messages to h2 (10.2.0.10, UDP 9003), gw1 restarts, h1 sends secrets; mallory

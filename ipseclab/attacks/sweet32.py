@@ -5,8 +5,8 @@ With n-bit blocks a collision is expected after about 2^(n/2) blocks: for 3DES's
 blocks that is 2^32 blocks, 32 GiB, an afternoon of traffic through one SA without a byte
 lifetime; for AES's 128-bit blocks 2^64 blocks, out of reach (Bhargavan and Leurent, "On
 the Practical (In-)Security of 64-bit Block Ciphers", CCS 2016; RFC 8221 §5 demotes 3DES
-for ESP; RFC 4303 §3.3.3 on volume limits). :func:`collision_probability` and
-:func:`plot_collision_probability` give the curve.
+for ESP; a byte lifetime, RFC 4301 §4.4.2.1, bounds what one SA carries).
+:func:`collision_probability` and :func:`plot_collision_probability` give the curve.
 
 What the lab can show honestly: 2^32 blocks are too many for a test. :func:`run` sends a
 few hundred kilobytes through a 3DES SA (weak) or an AES-GCM SA (recommended); mallory
