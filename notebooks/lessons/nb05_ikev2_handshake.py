@@ -415,6 +415,47 @@ CELLS = [
     plt.show()
     """),
     md("""
+    ## What else would sun accept? Asking without a handshake
+
+    moon learned one thing about sun: it took `aes128gcm16-prfsha256-x25519`. An engineer
+    testing a gateway wants more: every algorithm it would accept. `ipseclab probe` asks
+    with one IKE_SA_INIT request per algorithm, and a trick keeps sun from remembering any
+    of them. Each request offers the algorithm under test, everything else we know for the
+    other transform types, and one *decoy* DH group from the private-use range (65001)
+    whose key share is the one in the KE payload. sun knows no such group. If it accepts the
+    proposal, it must pick another group and answer INVALID_KE_PAYLOAD, naming the group it
+    wants (RFC 7296 §1.3); if not, NO_PROPOSAL_CHOSEN (§2.7). Neither answer creates an
+    IKE SA (§1.2). Here the requests go to a fresh copy of sun, in memory.
+    """),
+    code("""
+    from ipseclab.drivers.ike_probe import format_report
+    from ipseclab.ike.probe import Prober
+
+    probed_sun = IkeEngine(sun_config, rng=random.Random(9).randbytes)
+    prober = Prober(full=False, rng=random.Random(10).randbytes)
+    t = 0.0
+    while True:
+        request, wake = prober.poll(t)  # what to send now, and when to ask again
+        if wake is None:
+            break
+        if request is None:
+            t = wake
+            continue
+        probed_sun.receive_datagram(request, (MOON, 500), (SUN, 500), t)
+        for answer, _, _ in probed_sun.datagrams_to_send():
+            prober.receive(answer, t)
+
+    print(format_report(prober, "sun (in memory)"))
+    print("IKE SAs sun holds after", len(prober.answers), "requests:", len(probed_sun.ike_sas))
+    """),
+    md("""
+    What to notice: sun accepts exactly the transforms of its one proposal, and after about
+    60 requests it holds no IKE SA at all. The brackets are the requirement levels of
+    RFC 8247 §2; a gateway accepting a SHOULD NOT or MUST NOT algorithm (say `modp1024` or
+    `md5`) is open to the downgrade of lesson 08. Against a real gateway the same check is
+    one command: `ipseclab probe ADDRESS` (only for gateways you may test).
+    """),
+    md("""
     ## Your turn 1: what does an eavesdropper see?
 
     Without the key log, which payloads of moon's IKE_AUTH request stay hidden? List their
