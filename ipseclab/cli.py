@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence, Sized
 
 from ipseclab import __version__
-from ipseclab.errors import IpsecLabError
+from ipseclab.errors import ConfigError, IpsecLabError
 
 Setup = Callable[[argparse.ArgumentParser], Callable[[argparse.Namespace], int]]
 COMMANDS: dict[str, tuple[str, Setup]] = {}
@@ -46,6 +46,11 @@ def _encap(p: argparse.ArgumentParser):
         from ipseclab.capture.encap import encap_capture, write_keylog
         from ipseclab.config import xfrm
 
+        _refuse_overwrite("the output", a.output, {"the 'ip xfrm' file": a.sa_file})
+        if a.esp_sa:
+            _refuse_overwrite("--esp-sa", a.esp_sa, {
+                "the 'ip xfrm' file": a.sa_file, "the input capture": a.input,
+                "the output capture": a.output})
         config = xfrm.load(a.sa_file)
         report = encap_capture(config, a.input, a.output, _progress("encap"))
         if sys.stderr.isatty():
@@ -60,6 +65,17 @@ def _encap(p: argparse.ArgumentParser):
     return run
 
 
+def _refuse_overwrite(what: str, path: str, inputs: dict[str, str]) -> None:
+    """Stop before a file the command writes replaces one it reads (or a directory)."""
+    from pathlib import Path
+
+    if Path(path).is_dir():
+        raise IpsecLabError(f"{path}: {what} is a directory; name a file")
+    for name, other in inputs.items():
+        if Path(path).resolve() == Path(other).resolve():
+            raise IpsecLabError(f"{path}: {what} would overwrite {name}")
+
+
 @command("decode", "decode a capture: every frame, ESP opened and AH checked with keys")
 def _decode(p: argparse.ArgumentParser):
     p.description = ("Decode every frame of a capture: ESP opened, AH checked and IKE's SK"
@@ -68,7 +84,7 @@ def _decode(p: argparse.ArgumentParser):
     p.add_argument("--esp-sa", metavar="KEYLOG", action="append", default=[],
                    help="Wireshark esp_sa key log (may be repeated)")
     p.add_argument("--sa-file", metavar="XFRM", action="append", default=[],
-                   help="'ip xfrm' file whose SAs give keys (ESP and AH)")
+                   help="'ip xfrm' file whose SAs give keys (ESP and AH; may be repeated)")
     p.add_argument("--ikev2", metavar="KEYLOG", action="append", default=[],
                    help="Wireshark ikev2_decryption_table key log: opens IKE's SK payloads"
                    " (may be repeated)")
@@ -85,7 +101,11 @@ def _decode(p: argparse.ArgumentParser):
         entries = [e for path in a.esp_sa for e in read_esp_sa(path)]
         sas = [sa for path in a.sa_file for sa in xfrm.load(path).states]
         ike_entries = [e for path in a.ikev2 for e in read_ikev2(path)]
-        ring = KeyRing(entries, sas, ike_entries=ike_entries)
+        try:
+            ring = KeyRing(entries, sas, ike_entries=ike_entries)
+        except ConfigError as exc:  # an esp_sa line whose algorithm or key does not fit
+            raise ConfigError(exc.message, file=", ".join(a.esp_sa) or None, token=exc.token
+                              ) from None
         out = sys.stdout
         counts: dict[str, int] = {}
         for frame in decode_capture(a.capture, ring):
@@ -198,10 +218,11 @@ def _check_file(path: str) -> list[str]:
     from pathlib import Path
 
     try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise IpsecLabError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"
-                            ) from None
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise IpsecLabError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    text = data.decode(errors="replace")  # enough to tell the formats apart; the loaders
+    # say which byte of which line is not UTF-8
     words = [line.split()[0] for line in text.splitlines()
              if line.strip() and not line.lstrip().startswith("#")]
     if words and words[0] == "ip":
@@ -317,6 +338,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a file the command could not read or write: still one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"ipseclab: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

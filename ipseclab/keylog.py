@@ -522,10 +522,16 @@ def read_ikev2(path: str | os.PathLike[str]) -> list[IkeSaEntry]:
 
 def _read_text(path: str | os.PathLike[str]) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read: {e.strerror or e}", file=os.fspath(path)) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
         raise ConfigError(
-            f"cannot read: {getattr(e, 'strerror', None) or e}", file=os.fspath(path)
+            f"not UTF-8 text (byte 0x{data[e.start]:02x})",
+            file=os.fspath(path),
+            line=data.count(b"\n", 0, e.start) + 1,
         ) from None
 
 

@@ -23,7 +23,7 @@ from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 
 from ipseclab.capture.ike_decode import IkeKeys, IkeView, view_message
 from ipseclab.capture.keys import sa_from_entry
-from ipseclab.capture.pcap import ip_payload, read_capture
+from ipseclab.capture.pcap import IP_LINKTYPES, ip_payload, read_capture
 from ipseclab.ipsec import ah, esp, ip
 from ipseclab.ipsec.sa import Mode, Protocol, SecurityAssociation
 from ipseclab.ipsec.udpencap import IKE_PORT, NAT_T_PORT, Udp4500Kind, classify, parse_udp
@@ -372,5 +372,8 @@ def decode_capture(path: str | os.PathLike[str], ring: KeyRing | None = None
     """Every frame of a pcap or pcapng file, decoded in order."""
     ring = ring if ring is not None else KeyRing()
     for frame in read_capture(path):
-        yield decode_packet(frame.number, frame.timestamp, ip_payload(frame.linktype, frame.data),
-                            ring)
+        packet = ip_payload(frame.linktype, frame.data)
+        decoded = decode_packet(frame.number, frame.timestamp, packet, ring)
+        if packet is None and frame.linktype not in IP_LINKTYPES:
+            decoded.detail = f"link type {frame.linktype}, which ipseclab does not read"
+        yield decoded

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ipseclab.capture.keys import esp_sa_entry
 from ipseclab.capture.pcap import (
+    IP_LINKTYPES,
     LINKTYPE_RAW,
     CaptureError,
     PcapWriter,
@@ -43,11 +44,15 @@ def write_keylog(config: ManualConfig, path: str | os.PathLike[str]) -> int:
     """Write the ``esp_sa`` lines of every ESP SA in a config; returns how many."""
     entries = [esp_sa_entry(sa) for sa in config.states if sa.protocol is Protocol.ESP]
     path = Path(path)
-    if path.exists():
-        path.unlink()
-    file = EspSaFile(path)
-    for entry in entries:
-        file.add(entry)
+    try:
+        if path.exists():
+            path.unlink()
+        file = EspSaFile(path)
+        for entry in entries:
+            file.add(entry)
+    except OSError as e:
+        raise CaptureError(f"cannot write the key log: {e.strerror or e}", file=str(path)
+                           ) from None
     return len(entries)
 
 
@@ -79,6 +84,9 @@ def encap_capture(config: ManualConfig, src: str | os.PathLike[str],
             packet = ip_payload(frame.linktype, frame.data)
             if packet is None:
                 report.not_ip += 1
+                if frame.linktype not in IP_LINKTYPES and report.not_ip == 1:
+                    report.details.append(f"frame {frame.number}: link type {frame.linktype},"
+                                          " which ipseclab does not read")
                 continue
             out = engine.outbound(bytes(packet))
             report.actions[out.action] = report.actions.get(out.action, 0) + 1

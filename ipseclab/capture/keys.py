@@ -7,7 +7,7 @@ first and with ESN when the ICV fails, and remembers what worked.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from ipseclab.crypto import transforms
 from ipseclab.errors import ConfigError
@@ -42,19 +42,36 @@ def sa_from_entry(entry: EspSaEntry, *, esn: bool = False,
     """An inbound SA rebuilt from an ``esp_sa`` line (wildcard addresses become 0.0.0.0/::)."""
     name = _WIRESHARK_ALIASES.get(entry.encryption, entry.encryption)
     enc = transforms.encryption_by_wireshark_name(name, len(entry.encryption_key))
+    spi = "*" if entry.spi is None else f"0x{entry.spi:08x}"
     if enc is None:
-        raise ConfigError(f"no algorithm named '{entry.encryption}' takes a"
-                          f" {len(entry.encryption_key) * 8}-bit key", token=entry.encryption)
+        sizes = sorted({a.keymat_size * 8 for a in transforms.ENCRYPTION.values()
+                        if a.wireshark_name == name})
+        if not sizes:
+            raise ConfigError(f"SPI {spi}: unknown encryption algorithm '{entry.encryption}'",
+                              token=entry.encryption)
+        salt = " (key and salt)" if any(n % 64 for n in sizes) else ""
+        raise ConfigError(f"SPI {spi}: {entry.encryption} takes a key of"
+                          f" {' or '.join(map(str, sizes))} bits{salt}, not"
+                          f" {len(entry.encryption_key) * 8}", token=entry.encryption)
     integ = None
     if entry.authentication != "NULL":
         integ = transforms.integrity_by_wireshark_name(entry.authentication)
         if integ is None:
-            raise ConfigError(f"unknown authentication algorithm '{entry.authentication}'",
-                              token=entry.authentication)
+            raise ConfigError(f"SPI {spi}: unknown authentication algorithm"
+                              f" '{entry.authentication}'", token=entry.authentication)
     zero = IPv4Address(0) if entry.family == "IPv4" else IPv6Address(0)
     return SecurityAssociation(
-        spi=entry.spi or 0x100, src=zero if entry.src == "*" else entry.src,
-        dst=zero if entry.dst == "*" else entry.dst, encryption=enc,
+        spi=entry.spi or 0x100, src=_address(entry.src, zero),
+        dst=_address(entry.dst, zero), encryption=enc,
         encryption_key=entry.encryption_key, integrity=integ,
         integrity_key=entry.authentication_key if integ else b"", esn=esn,
         replay_window=replay_window, insecure=True)
+
+
+def _address(text: str, wildcard: IPv4Address | IPv6Address) -> IPv4Address | IPv6Address:
+    """An address of the line; ``*`` and Wireshark's other wildcard forms (``10.1.*.*``)
+    match any, which a decoder may take as no address: it finds SAs by SPI."""
+    try:
+        return ip_address(text)
+    except ValueError:
+        return wildcard

@@ -35,6 +35,7 @@ from typing import BinaryIO
 from ipseclab.errors import IpsecLabError
 
 __all__ = [
+    "IP_LINKTYPES",
     "LINKTYPE_ETHERNET",
     "LINKTYPE_IPV4",
     "LINKTYPE_IPV6",
@@ -64,6 +65,10 @@ LINKTYPE_LINUX_SLL2 = 276
 # DLT_RAW is 12 on most systems and 14 on OpenBSD; libpcap maps both to LINKTYPE_RAW,
 # but old files carry the DLT value.
 _RAW_IP_LINKTYPES = frozenset({LINKTYPE_RAW, 12, 14})
+# Every link type :func:`ip_offset` finds IP in; frames of others are not read at all.
+IP_LINKTYPES = _RAW_IP_LINKTYPES | {LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6,
+                                    LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_NULL,
+                                    LINKTYPE_LOOP}
 
 _CHUNK = 1 << 20
 # Far above any real snapshot length; a larger length field means a damaged file, and

@@ -66,11 +66,14 @@ class _Parser:
         self.depth = depth
         self.seen = seen
         try:
-            self.text = path.read_text(encoding="utf-8")
+            data = path.read_bytes()
         except OSError as exc:
             raise ConfigError(f"cannot read: {exc.strerror}", file=self.file) from None
-        except UnicodeDecodeError:
-            raise ConfigError("not UTF-8 text", file=self.file) from None
+        try:
+            self.text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"not UTF-8 text (byte 0x{data[exc.start]:02x})", file=self.file,
+                              line=data.count(b"\n", 0, exc.start) + 1) from None
         self.pos = 0
         self.line = 1
 

@@ -43,6 +43,7 @@ from ipseclab.crypto.proposals import parse_proposals
 from ipseclab.errors import ConfigError
 from ipseclab.ike.config import DYNAMIC, ChildConfig, IkeConfig
 from ipseclab.ipsec.pad import IdentityMatcher
+from ipseclab.ipsec.replay import MAX_REPLAY_WINDOW
 from ipseclab.ipsec.selectors import TrafficSelector
 
 if TYPE_CHECKING:
@@ -328,7 +329,8 @@ class ConnectionLoader:
             self.not_honoured(v, path, "tfc_padding", "ah_proposals" in kw,
                               "TFC padding is ESP's (RFC 4303 §2.7); this child uses AH")
         if "replay_window" in v:
-            kw["replay_window"] = self.as_int(v["replay_window"], f"{path}.replay_window")
+            kw["replay_window"] = self.as_int(v["replay_window"], f"{path}.replay_window",
+                                              0, MAX_REPLAY_WINDOW)
         if "start_action" in v:
             action = v["start_action"].text.replace(" ", "").lower()
             if action not in ("none", "trap", "start", "trap|start", "start|trap"):

@@ -22,6 +22,7 @@ from ipseclab.crypto.transforms import EncryptionAlgorithm, IntegrityAlgorithm
 from ipseclab.errors import ConfigError, IpsecLabError
 from ipseclab.ipsec.ip import as_address
 from ipseclab.ipsec.lifetime import Lifetime
+from ipseclab.ipsec.replay import MAX_REPLAY_WINDOW
 from ipseclab.ipsec.sa import SecurityAssociation, UdpEncap
 from ipseclab.ipsec.selectors import Selector
 from ipseclab.ipsec.spd import Policy, PolicyAction, Template
@@ -79,12 +80,16 @@ class _Tokens:
         self.i += 1
         return self.words[self.i - 1]
 
-    def number(self, what: str) -> int:
+    def number(self, what: str, high: int = 0xFFFFFFFF) -> int:
+        """An unsigned number, 0..``high`` (iproute2 reads most fields as u32)."""
         word = self.next(what)
         try:
-            return int(word, 0)
+            value = int(word, 0)
         except ValueError:
             raise self.error(f"expected {what} (a number)", word) from None
+        if not 0 <= value <= high:
+            raise self.error(f"expected {what} from 0 to {high}", word)
+        return value
 
     def address(self, what: str):
         word = self.next(what)
@@ -107,9 +112,14 @@ def load(path: str | Path) -> ManualConfig:
     """Read an ``ip xfrm`` file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte 0x{data[exc.start]:02x})", file=str(path),
+                          line=data.count(b"\n", 0, exc.start) + 1) from None
     return parse(text, str(path))
 
 
@@ -253,7 +263,7 @@ def _state(t: _Tokens, insecure: bool) -> SecurityAssociation:
                 raise t.error(f"mode '{mode}' is not supported (transport or tunnel)", mode)
             args["mode"] = mode
         elif word == "replay-window":
-            args["replay_window"] = t.number("a window size")
+            args["replay_window"] = t.number("a window size", high=MAX_REPLAY_WINDOW)
         elif word == "flag":
             while t.peek() in _FLAGS:
                 if t.next("a flag") == "esn":
@@ -279,7 +289,8 @@ def _state(t: _Tokens, insecure: bool) -> SecurityAssociation:
             kind = t.next("espinudp")
             if kind not in ("espinudp", "espinudp-nonike"):
                 raise t.error(f"encap '{kind}' is not supported (espinudp)", kind)
-            sport, dport = t.number("a source port"), t.number("a destination port")
+            sport = t.number("a source port", high=0xFFFF)
+            dport = t.number("a destination port", high=0xFFFF)
             t.next("the original address (0.0.0.0)")
             args["encap"] = UdpEncap(sport, dport)
         elif word == "sel":
@@ -290,7 +301,7 @@ def _state(t: _Tokens, insecure: bool) -> SecurityAssociation:
             kind = t.next("a limit such as byte-soft")
             if kind not in _LIMITS:
                 raise t.error(f"unknown limit '{kind}'; known: {', '.join(_LIMITS)}", kind)
-            value = t.number(f"a value for {kind}")
+            value = t.number(f"a value for {kind}", high=2**64 - 1)
             if _LIMITS[kind]:
                 limits[_LIMITS[kind]] = value
         elif word == "tfcpad":

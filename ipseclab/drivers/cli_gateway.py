@@ -68,9 +68,11 @@ def setup_gateway(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
             raise IpsecLabError(f"--mtu {a.mtu} is outside 576..65535")
         first = a.manual or a.swanctl
         name = a.name or (first.name.split(".")[0] if first else "gw")
-        if a.ike_retransmit_base <= 0 or a.ike_retransmit_tries < 0:
-            raise IpsecLabError("--ike-retransmit-base must be > 0 and --ike-retransmit-tries"
-                                " >= 0")
+        if not 0 < a.ike_retransmit_base < 3600 or not 0 <= a.ike_retransmit_tries <= 30:
+            raise IpsecLabError("--ike-retransmit-base must be > 0 and < 3600 seconds and"
+                                " --ike-retransmit-tries 0..30")
+        if not 0 <= a.mark <= 0xFFFFFFFF or not 1 <= a.table <= 0xFFFFFFFF:
+            raise IpsecLabError("--mark must be 0..0xffffffff and --table 1..4294967295")
         options = GatewayOptions(name=name, manual=a.manual, swanctl=a.swanctl,
                                  control=a.control,
                                  keylog_dir=a.keylog_dir, tun=a.tun, mtu=a.mtu, mark=a.mark,
@@ -102,6 +104,8 @@ def setup_ctl(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]
                 if not a.file:
                     raise IpsecLabError("load needs a file: ipseclab ctl load FILE")
                 request["file"] = str(Path(a.file).resolve())
+            if a.file and a.ctl_command not in _NEEDS_TARGET and a.ctl_command != "load":
+                raise IpsecLabError(f"{a.ctl_command} takes no argument (got '{a.file}')")
             if a.ctl_command in _NEEDS_TARGET:
                 if not a.file:
                     raise IpsecLabError(f"{a.ctl_command} needs a name: ipseclab ctl"
@@ -129,7 +133,8 @@ def setup_ctl(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]
 def register(command: Callable[[str, str], Callable]) -> None:
     """Register ``gateway`` and ``ctl`` with ``ipseclab.cli.command``."""
     command("gateway", "run the IPsec gateway daemon in this network namespace")(setup_gateway)
-    command("ctl", "list SAs/policies, load, flush, stats or stop a running gateway")(setup_ctl)
+    command("ctl", "ask a running gateway: list SAs/connections, initiate, rekey, load, stop"
+                   " ...")(setup_ctl)
 
 
 def _socket_path(path: Path | None, name: str | None) -> Path:

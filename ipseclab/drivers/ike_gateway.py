@@ -156,7 +156,7 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
         """The gateway for an already loaded swanctl.conf (``ipseclab check`` shows its
         warnings itself); the engine's own checks of each connection run here."""
         if not loaded.connections:
-            raise ConfigError(f"{path}: no connections", file=str(path))
+            raise ConfigError("no connections", file=str(path))
         closes = {(conn, child): extra.close_action
                   for conn, ext in loaded.extras.items()
                   for child, extra in ext.children.items()}

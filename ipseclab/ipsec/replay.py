@@ -27,7 +27,11 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple
 
-__all__ = ["ReplayCheck", "ReplayVerdict", "ReplayWindow"]
+__all__ = ["MAX_REPLAY_WINDOW", "ReplayCheck", "ReplayVerdict", "ReplayWindow"]
+
+# The largest window Linux takes (a bitmap of XFRMA_REPLAY_ESN_MAX = 4096 bits); the
+# configuration readers refuse more, as the kernel would, instead of allocating it.
+MAX_REPLAY_WINDOW = 4096
 
 _BLOCK_BITS = 64
 _BLOCK_SHIFT = 6
