@@ -36,6 +36,7 @@ from ipseclab.crypto.proposals import (
     TRANSFORM_INTEG,
     TRANSFORM_KE,
     TRANSFORM_PRF,
+    Proposal,
 )
 from ipseclab.ike import negotiation, sa_payload
 from ipseclab.ike.constants import (
@@ -56,12 +57,10 @@ DECOY_GROUP = 65001  # private use (RFC 7296 §3.3.2 registry: 1024-65535)
 KINDS = ("encryption", "integrity", "prf", "dh")
 _KIND_TYPE = {"encryption": TRANSFORM_ENCR, "integrity": TRANSFORM_INTEG, "prf": TRANSFORM_PRF,
               "dh": TRANSFORM_KE}
-# Encryption IDs whose transform carries a Key Length attribute (RFC 7296 §3.3.5).
-_KEY_LENGTH_IDS = frozenset({12, 13, 14, 15, 16, 18, 19, 20, 23})
-# Named here only to ask about them: nothing in ipseclab implements them.
 # Preference for the real offer: what RFC 8247 recommends first, what it advises against last.
 _RANK = {"MUST": 0, "SHOULD+": 0, "SHOULD": 1, "MUST-": 2, "MAY": 3, "": 3, "SHOULD NOT": 5,
          "MUST NOT": 6}
+# Named here only to ask about them: nothing in ipseclab implements them.
 _PROBE_ONLY = [("encryption", "des", 2, None), ("encryption", "camellia128", 23, 128),
                ("encryption", "camellia256", 23, 256)]
 
@@ -75,15 +74,11 @@ class Candidate:
     transform_id: int
     key_bits: int | None = None
     aead: bool = False
+    implemented: bool = True  # ipseclab runs it, so the real offer may name it
 
     @property
     def transform_type(self) -> int:
         return _KIND_TYPE[self.kind]
-
-    @property
-    def implemented(self) -> bool:
-        """Whether ipseclab can run it (and so offer it in the full IKE_SA_INIT)."""
-        return self.keyword not in {k for _, k, _, _ in _PROBE_ONLY}
 
     @property
     def level(self) -> str:
@@ -100,9 +95,10 @@ def candidates(kinds: Sequence[str] = KINDS) -> list[Candidate]:
     if "encryption" in kinds:
         for alg in _tf.ENCRYPTION.values():
             if alg.confidential:  # NULL and GMAC cannot protect IKE (RFC 5282 §8)
-                bits = alg.key_bits if alg.iana_id in _KEY_LENGTH_IDS else None
-                out.append(Candidate("encryption", alg.keyword, alg.iana_id, bits, alg.aead))
-        out += [Candidate(kind, word, tid, bits) for kind, word, tid, bits in _PROBE_ONLY]
+                [(_, tid, bits)] = Proposal("ike", encryption=[alg]).transforms()
+                out.append(Candidate("encryption", alg.keyword, tid, bits, alg.aead))
+        out += [Candidate(kind, word, tid, bits, implemented=False)
+                for kind, word, tid, bits in _PROBE_ONLY]
     if "integrity" in kinds:
         out += [Candidate("integrity", a.keyword, a.iana_id) for a in _tf.INTEGRITY.values()]
     if "prf" in kinds:
