@@ -189,3 +189,17 @@ def test_ctrl_c_during_a_long_decode_is_one_line_and_130(tmp_path, protected) ->
             proc.wait()
     assert proc.returncode == 130
     assert err.decode() == "ipseclab: interrupted\n"
+
+
+def test_encap_of_a_capture_that_breaks_off_keeps_the_earlier_output(tmp_path, capsys) -> None:
+    """Nothing lost: the output is renamed into place only when complete, so an input cut
+    short in its fourth frame leaves yesterday's output as it was, and no partial file."""
+    out = tmp_path / "esp.pcap"
+    assert main(["encap", str(XFRM), str(PLAIN), str(out)]) == 0
+    before = out.read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(PLAIN.read_bytes()[:-10])
+    error = one_line(capsys, ["encap", str(XFRM), str(cut), str(out)])
+    assert "cut short" in error
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.pcap", "esp.pcap"]

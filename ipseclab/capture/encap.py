@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from ipseclab.capture.pcap import (
     IP_LINKTYPES,
     LINKTYPE_RAW,
     CaptureError,
+    Frame,
     PcapWriter,
     ip_payload,
     read_capture,
@@ -61,8 +62,10 @@ def encap_capture(config: ManualConfig, src: str | os.PathLike[str],
                   progress: Callable[[int], None] | None = None) -> EncapReport:
     """Run every packet of ``src`` through the outbound SPD and write ``dst`` (raw IP).
 
-    The input is opened and its first frame read before ``dst`` is created, so a missing
-    or damaged input leaves no empty output behind; ``dst`` may not be ``src`` itself.
+    The input is opened and its first frame read before anything is created, so a missing
+    or damaged input leaves no empty output behind; ``dst`` may not be ``src`` itself. The
+    capture is written beside ``dst`` and renamed to it only when complete: an input that
+    breaks off, or Ctrl-C, leaves an earlier ``dst`` as it was and no partial file.
     """
     if Path(dst).exists() and Path(dst).resolve() == Path(src).resolve():
         raise CaptureError("the output would overwrite the input capture", file=str(dst))
@@ -76,23 +79,35 @@ def encap_capture(config: ManualConfig, src: str | os.PathLike[str],
     except OSError as e:
         raise CaptureError(f"cannot create its directory: {e.strerror or e}",
                            file=str(dst)) from None
-    with PcapWriter(dst, LINKTYPE_RAW) as writer:
-        for frame in itertools.chain((first,) if first is not None else (), frames):
-            report.frames += 1
-            if progress is not None and report.frames % 10000 == 0:
-                progress(report.frames)
-            packet = ip_payload(frame.linktype, frame.data)
-            if packet is None:
-                report.not_ip += 1
-                if frame.linktype not in IP_LINKTYPES and report.not_ip == 1:
-                    report.details.append(f"frame {frame.number}: link type {frame.linktype},"
-                                          " which ipseclab does not read")
-                continue
-            out = engine.outbound(bytes(packet))
-            report.actions[out.action] = report.actions.get(out.action, 0) + 1
-            if out.packet is not None:
-                writer.write(out.packet, frame.timestamp)
-            elif out.detail and len(report.details) < 10:
-                report.details.append(f"frame {frame.number}: {out.action}: {out.detail}")
+    part = Path(dst).with_name(Path(dst).name + ".part")
+    try:
+        with PcapWriter(part, LINKTYPE_RAW) as writer:
+            _encap_frames(engine, itertools.chain((first,) if first is not None else (), frames),
+                          writer, report, progress)
+        os.replace(part, dst)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
     return report
+
+
+def _encap_frames(engine: IpsecEngine, frames: Iterable[Frame], writer: PcapWriter,
+                  report: EncapReport, progress: Callable[[int], None] | None) -> None:
+    for frame in frames:
+        report.frames += 1
+        if progress is not None and report.frames % 10000 == 0:
+            progress(report.frames)
+        packet = ip_payload(frame.linktype, frame.data)
+        if packet is None:
+            report.not_ip += 1
+            if frame.linktype not in IP_LINKTYPES and report.not_ip == 1:
+                report.details.append(f"frame {frame.number}: link type {frame.linktype},"
+                                      " which ipseclab does not read")
+            continue
+        out = engine.outbound(bytes(packet))
+        report.actions[out.action] = report.actions.get(out.action, 0) + 1
+        if out.packet is not None:
+            writer.write(out.packet, frame.timestamp)
+        elif out.detail and len(report.details) < 10:
+            report.details.append(f"frame {frame.number}: {out.action}: {out.detail}")
 
