@@ -271,3 +271,11 @@ def test_real_offer_follows_invalid_ke_payload() -> None:
     assert wanted and last != wanted[0] and last in (14, 19)
     assert prober.full_answer is not None and prober.full_answer.verdict == "answered"
     assert prober.full_answer.proposal.endswith("ecp256" if last == 19 else "modp2048")
+
+
+def test_cli_against_a_closed_port_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """Loopback, a port nobody listens on: every request unanswered (or refused by ICMP),
+    the probe stops after the first question and exits 1 with its report."""
+    assert main(["probe", "127.0.0.1", "--port", "9", "--timeout", "0.05", "--tries", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "stopped:" in out and "no IKE responder" in out
