@@ -279,3 +279,11 @@ def test_cli_against_a_closed_port_says_so(capsys: pytest.CaptureFixture[str]) -
     assert main(["probe", "127.0.0.1", "--port", "9", "--timeout", "0.05", "--tries", "2"]) == 1
     out = capsys.readouterr().out
     assert "stopped:" in out and "no IKE responder" in out
+
+
+def test_cli_over_ipv6(capsys: pytest.CaptureFixture[str]) -> None:
+    """The same over IPv6 loopback: the driver opens an IPv6 socket for an IPv6 address."""
+    assert main(["probe", "::1", "--port", "9", "--timeout", "0.05", "--tries", "1",
+                 "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["target"] == "::1 port 9" and data["answers"][0]["verdict"] == "no answer"
