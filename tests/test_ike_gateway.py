@@ -31,7 +31,7 @@ from ipseclab.drivers.cli_gateway import request_gateway
 from ipseclab.errors import IpsecLabError
 from ipseclab.lab import strongswan
 from ipseclab.lab.api import Lab
-from ipseclab.lab.runner import run_scenario
+from ipseclab.lab.runner import FAIL, run_scenario
 from ipseclab.lab.topology import TOPOLOGY_DIR, GatewaySpec
 
 pytestmark = [
@@ -165,7 +165,9 @@ def test_scenario_passes(name: str, tmp_path: Path) -> None:
     result = run_scenario(SCENARIOS / f"{name}.yaml", tmp_path / "out")
     assert result.passed, "\n" + result.table() + "\n" + "\n".join(result.steps)
     kinds = {c.name.split()[0] for c in result.checks}
-    assert {"reachable", "wan_only_ipsec", "no_plaintext", "sa_counters"} <= kinds
+    assert {"reachable", "wan_only_ipsec", "no_plaintext", "sa_counters", "no_weak_ike"} <= kinds
+    probe = next(c for c in result.checks if c.name.startswith("no_weak_ike"))
+    assert probe.detail == "192.0.2.2 accepts only aes128gcm16, prfsha256, x25519", probe.detail
     table = (tmp_path / "out" / "wireshark" / "ikev2_decryption_table").read_text()
     assert re.search(r"^[0-9a-f]{16},[0-9a-f]{16},", table, re.M), table
     # Every message in and out is logged as a decoder sees it, SK opened, no values shown.
@@ -510,3 +512,27 @@ def test_an_ah_child_sa_between_two_ipseclab_gateways(tmp_path: Path) -> None:
         assert all(sa["packets"] >= 5 and sa["auth_failed"] == 0 for sa in sas), sas
         protos = [f.proto for f in frames(pcap) if f.kind == "ipv4" and f.proto != 17]
         assert protos.count(51) >= 10 and 50 not in protos, protos
+
+
+def test_no_weak_ike_check_fails_on_a_weak_responder(tmp_path: Path) -> None:
+    """The same scenario check against a gw2 that still accepts modp1024 beside x25519: the
+    probe from gw1 names it (RFC 8247 §2.4: SHOULD NOT), and the check fails."""
+    weak = tmp_path / "gw2.swanctl.conf"
+    weak.write_text((CONFIGS / "gw2.swanctl.conf").read_text().replace(
+        "proposals = aes128gcm16-prfsha256-x25519",
+        "proposals = aes128gcm16-prfsha256-x25519, aes128-sha1-modp1024"))
+    scenario = tmp_path / "weak.yaml"
+    scenario.write_text(f"""\
+topology: {TOPOLOGY_DIR / "site-to-site.yaml"}
+gateways:
+  gw1: {{impl: ipseclab, config: {CONFIGS / "gw1.swanctl.conf"}}}
+  gw2: {{impl: ipseclab, config: {weak}}}
+steps:
+  - start
+checks:
+  - no_weak_ike: {{from: gw1, to: gw2}}
+""")
+    result = run_scenario(scenario, tmp_path / "out")
+    (check,) = result.checks
+    assert check.status == FAIL and not result.passed
+    assert check.detail == "192.0.2.2 accepts modp1024 (SHOULD NOT)", check.detail

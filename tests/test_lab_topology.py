@@ -238,6 +238,19 @@ def test_scenario_lossless_ping_and_ike_sas(tmp_path: Path) -> None:
     assert err.line == 8 and "min" in err.message
 
 
+def test_scenario_no_weak_ike_check(tmp_path: Path) -> None:
+    write(tmp_path, GOOD)
+    text = SCENARIO.replace("  - wan_only_ipsec: wan",
+                            "  - wan_only_ipsec: wan\n  - no_weak_ike: {{from: gw1, to: h1}}")
+    s = load_scenario(write(tmp_path, text.format(topo="t.yaml"), "s.yaml"))
+    (probe,) = [c for c in s.checks if c.kind == "no_weak_ike"]
+    assert probe.args == {"from": "gw1", "to": "h1"} and probe.name == "no_weak_ike gw1 -> h1"
+    err = scenario_error(tmp_path, text.replace("to: h1}}", "to: gw7}}"))
+    assert err.line == 8 and "no node 'gw7'" in err.message
+    err = scenario_error(tmp_path, text.replace("from: gw1, to: h1", "from: gw1"))
+    assert err.line == 8 and "to" in err.message
+
+
 def test_scenario_traffic_from_and_to_a_nodes_address(tmp_path: Path) -> None:
     """A ping or iperf3 end may be an address of a node (its source address, then): how
     site-to-site-algorithms sends from each of h1's addresses through its own child SA."""

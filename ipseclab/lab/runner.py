@@ -8,6 +8,8 @@ the clear, and ``wan_only_ipsec`` fails with the packets that prove it.
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from ipseclab.errors import IpsecLabError
 from ipseclab.lab.api import Lab
 from ipseclab.lab.capture import frames
 from ipseclab.lab.scenario import CheckSpec, Scenario, Step, load_scenario
+from ipseclab.lab.topology import Topology
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 
@@ -220,6 +223,39 @@ def check_ike_sas(ctx: RunContext, spec: CheckSpec) -> CheckResult:
                        f" (IKE_SA_INIT with {len(begun)} initiator SPIs)")
 
 
+def check_no_weak_ike(ctx: RunContext, spec: CheckSpec) -> CheckResult:
+    """``to``'s IKE responder accepts no algorithm RFC 8247 says SHOULD NOT or MUST NOT be
+    used: ``ipseclab probe`` run in ``from`` (stateless questions only, ``--no-full``)."""
+    topology = ctx.lab.topology
+    node, dst = topology.owner(spec.args["from"]), spec.args["to"]
+    address = (facing_address(topology, node, dst) if topology.owner(dst) == dst
+               else ctx.lab.address(dst))
+    out = ctx.lab.cmd(node, sys.executable, "-m", "ipseclab", "probe", address, "--json",
+                      "--no-full", "--timeout", "0.5")
+    try:
+        report = json.loads(out[out.index("{"):])
+    except ValueError:
+        return CheckResult(spec.name, FAIL, f"probe of {address} failed: {out.strip()[-200:]}")
+    answers = report["answers"]
+    if report["stopped"] and not any(a["verdict"] != "no answer" for a in answers):
+        return CheckResult(spec.name, FAIL, f"no IKE responder answered at {address}")
+    weak = [f"{a['keyword']} ({a['rfc8247']})" for a in answers if a["weak"]]
+    accepted = [a["keyword"] for a in answers if a["verdict"] == "accepted"]
+    if weak:
+        return CheckResult(spec.name, FAIL, f"{address} accepts {', '.join(weak)}")
+    return CheckResult(spec.name, PASS, f"{address} accepts only {', '.join(accepted)}")
+
+
+def facing_address(topology: Topology, node: str, target: str) -> str:
+    """The address of node ``target`` on a segment ``node`` shares with it (``gw2``'s WAN
+    address as seen from ``gw1``), else its first address."""
+    mine = {i.segment for i in topology.node(node).interfaces}
+    for intf in topology.node(target).interfaces:
+        if intf.segment in mine and intf.addresses:
+            return str(intf.addresses[0].ip)
+    return str(topology.node(target).primary_address.ip)
+
+
 def check_sa_counters(ctx: RunContext, spec: CheckSpec) -> CheckResult:
     """Placeholder until gateways report SA counters; register_check('sa_counters', fn)."""
     return CheckResult(spec.name, SKIP, "no gateway reports SA counters yet")
@@ -230,4 +266,5 @@ register_check("wan_only_ipsec", check_wan_only_ipsec)
 register_check("no_plaintext", check_no_plaintext)
 register_check("sa_counters", check_sa_counters)
 register_check("ike_sas", check_ike_sas)
+register_check("no_weak_ike", check_no_weak_ike)
 

@@ -25,7 +25,8 @@ from ipseclab.lab.topology import (
 
 STEP_KINDS = ("start", "ping", "iperf3", "wait", "start_gateway", "stop_gateway",
               "restart_gateway")
-CHECK_KINDS = ("reachable", "wan_only_ipsec", "no_plaintext", "sa_counters", "ike_sas")
+CHECK_KINDS = ("reachable", "wan_only_ipsec", "no_plaintext", "sa_counters", "ike_sas",
+               "no_weak_ike")
 MAX_PING_PATTERN = 16  # ping -p fills the payload with at most 16 pattern bytes
 
 
@@ -66,6 +67,8 @@ class CheckSpec:
             return f"no_plaintext {a['link']} '{a['pattern']}'"
         if self.kind == "ike_sas":
             return f"ike_sas {a['link']} >= {a['min']}"
+        if self.kind == "no_weak_ike":
+            return f"no_weak_ike {a['from']} -> {a['to']}"
         return self.kind + "".join(f" {v}" for v in a.values())
 
 
@@ -250,8 +253,8 @@ def _parse_check(src: yn.Source, item: yaml.Node, topology: Topology,
         return CheckSpec(kind, args, line)
     if value is None:
         raise src.error(key, f"check {kind} needs arguments")
-    if kind == "reachable":
-        f = yn.fields(src, value, "reachable", ("from", "to"), ("from", "to"))
+    if kind in ("reachable", "no_weak_ike"):
+        f = yn.fields(src, value, kind, ("from", "to"), ("from", "to"))
         return CheckSpec(kind, _from_to(src, f, topology), line)
     if kind == "wan_only_ipsec":
         if isinstance(value, yaml.ScalarNode):
