@@ -24,7 +24,7 @@ from ipseclab.ike.config import ChildConfig, IkeConfig
 from ipseclab.ike.engine import IkeEngine
 from ipseclab.ike.message import parse_message
 from ipseclab.ike.payloads import KeyExchange, SecurityAssociation
-from ipseclab.ike.probe import DECOY_GROUP, Prober, candidates
+from ipseclab.ike.probe import DECOY_GROUP, Prober, candidates, degenerate_shares
 
 ROOT = Path(__file__).resolve().parents[1]
 US, THEM = ("192.0.2.1", 500), ("192.0.2.2", 500)
@@ -132,6 +132,75 @@ def test_rfc8247_levels() -> None:
     assert is_weak("integrity", "md5") and not is_weak("integrity", "sha1")
 
 
+def test_degenerate_key_shares_refused_by_a_checking_responder() -> None:
+    """RFC 6989: ipseclab refuses 1 and p-1 (MODP) and an off-curve point (ECP) with
+    INVALID_SYNTAX and keeps no state for them."""
+    engine = responder(PROPOSALS)
+    prober = Prober(candidates(["dh"]), full=False, rng=random.Random(1).randbytes)
+    run(prober, engine)
+    checks = [(c.group, c.value, c.verdict, c.detail) for c in prober.share_checks]
+    assert checks == [
+        ("modp2048", "1", "refused", "INVALID_SYNTAX"),
+        ("modp2048", "p-1", "refused", "INVALID_SYNTAX"),
+        ("ecp256", "the point (0, 0), not on the curve", "refused", "INVALID_SYNTAX")]
+    assert engine.ike_sas == [] and weak(prober) == []
+    assert "key shares: refuses 1, p-1 (modp2048); the point (0, 0), not on the curve" \
+        " (ecp256)" in format_report(prober, "gw")
+
+
+def test_degenerate_key_share_accepted_by_a_responder_without_checks() -> None:
+    """The unchecked-dh attack's broken peer (lab only) takes 1 as a key share: the probe
+    says so, and counts it as weak."""
+    from ipseclab.attacks.unchecked_dh import unchecked
+
+    engine = responder("aes128gcm16-prfsha256-modp2048")
+    prober = Prober(candidates(["dh"]), full=False, rng=random.Random(1).randbytes)
+    with unchecked():
+        run(prober, engine)
+    verdicts = {c.value: c.verdict for c in prober.share_checks}
+    assert verdicts == {"1": "accepted", "p-1": "accepted"}
+    assert weak(prober) == ["modp2048 key share 1 (RFC 6989)",
+                            "modp2048 key share p-1 (RFC 6989)"]
+    assert [a["value"] for a in report_json(prober, "gw")["share_checks"]] == ["1", "p-1"]
+
+
+def test_share_checks_inconclusive_when_the_group_alone_is_refused() -> None:
+    """Each group's share checks follow a stateless control (the group alone, the decoy's
+    KE): if that is refused, a refused share would prove nothing, and the probe says so."""
+    from ipseclab.ike.constants import ExchangeType, HeaderFlag, NotifyType
+    from ipseclab.ike.message import Message
+    from ipseclab.ike.payloads import Notify
+
+    engine = responder(PROPOSALS)
+    prober = Prober(candidates(["dh"]), full=False, rng=random.Random(1).randbytes)
+
+    def reply(data: bytes) -> list[bytes]:
+        message = parse_message(data)
+        if len(prober.answers) == len(prober.candidates) \
+                and message.find(KeyExchange).group == DECOY_GROUP:
+            return [Message(message.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, HeaderFlag.R, 0,
+                            [Notify(NotifyType.NO_PROPOSAL_CHOSEN)]).to_bytes()]
+        engine.receive_datagram(data, US, THEM, 0.0)
+        return [d for d, _, _ in engine.datagrams_to_send()]
+
+    sent = run(prober, None, reply=reply)
+    assert {c.verdict for c in prober.share_checks} == {"inconclusive"}
+    assert prober.share_checks[0].detail == "an offer of modp2048 alone got NO_PROPOSAL_CHOSEN"
+    assert len(sent) == len(candidates(["dh"])) + 2  # two controls, no degenerate share sent
+
+
+def test_degenerate_shares_per_group_kind() -> None:
+    from ipseclab.crypto.dh import dh_group
+
+    one, minus = degenerate_shares(dh_group("modp1024"))
+    assert int.from_bytes(one[1], "big") == 1 and len(one[1]) == 128
+    assert int.from_bytes(minus[1], "big") == dh_group("modp1024").p - 1
+    [(_, zero)] = degenerate_shares(dh_group("x25519"))
+    assert zero == bytes(32)
+    [(_, origin)] = degenerate_shares(dh_group("ecp384"))
+    assert origin == bytes(96)
+
+
 def test_cookie_demanded_and_answered() -> None:
     """§2.6: a responder under load demands a COOKIE before it answers at all."""
     engine = responder(PROPOSALS, cookie_threshold=0)
@@ -230,6 +299,13 @@ def test_probe_strongswan(charon_ns: str) -> None:
                   ("dh", "modp2048"), ("dh", "ecp256"), ("dh", "modp1024")}
     assert {a["verdict"] for a in data["answers"]} == {"accepted", "refused"}
     assert {a["keyword"] for a in data["answers"] if a["weak"]} == {"md5", "prfmd5", "modp1024"}
+    # RFC 6989: charon refuses 1 and p-1 in both MODP groups and a point off its curve.
+    shares = {(c["group"], c["value"], c["verdict"], c["detail"]) for c in data["share_checks"]}
+    print(shares)
+    assert {(g, v) for g, v, _, _ in shares} == {
+        ("modp1024", "1"), ("modp1024", "p-1"), ("modp2048", "1"), ("modp2048", "p-1"),
+        ("ecp256", "the point (0, 0), not on the curve")}
+    assert {verdict for _, _, verdict, _ in shares} == {"refused"}
     full = data["full"]
     assert full["verdict"] == "answered"
     assert full["proposal"] == "aes256-sha256-prfsha256-modp2048"  # charon's first proposal
@@ -265,7 +341,7 @@ def test_real_offer_follows_invalid_ke_payload() -> None:
         engine.receive_datagram(data, US, THEM, 0.0)
         return [d for d, _, _ in engine.datagrams_to_send()]
 
-    prober = Prober(candidates(["dh"]), rng=random.Random(1).randbytes)
+    prober = Prober(candidates(["dh"]), share_checks=False, rng=random.Random(1).randbytes)
     sent = run(prober, None, reply=reply)
     last = parse_message(sent[-1]).find(KeyExchange).group
     assert wanted and last != wanted[0] and last in (14, 19)

@@ -88,14 +88,33 @@ def _rows(prober: Prober, kind: str) -> tuple[list[str], list[str], list[str]]:
 
 
 def weak(prober: Prober) -> list[str]:
-    """The accepted algorithms RFC 8247 says SHOULD NOT or MUST NOT be used."""
+    """The accepted algorithms RFC 8247 says SHOULD NOT or MUST NOT be used, and the
+    degenerate key shares accepted (RFC 6989)."""
     return [f"{a.candidate.keyword} ({a.candidate.level})" for a in prober.answers
-            if a.verdict == "accepted" and guidance.is_weak(a.candidate.kind, a.candidate.keyword)]
+            if a.verdict == "accepted" and guidance.is_weak(a.candidate.kind, a.candidate.keyword)
+            ] + [f"{c.group} key share {c.value} (RFC 6989)" for c in prober.share_checks
+                 if c.verdict == "accepted"]
+
+
+def _shares(prober: Prober) -> list[str]:
+    """The key share checks, grouped by verdict: which values in which group."""
+    lines = []
+    for verdict, word in (("refused", "refuses"), ("accepted", "ACCEPTS"),
+                          ("inconclusive", "inconclusive for")):
+        by_group: dict[str, list[str]] = {}
+        for c in prober.share_checks:
+            if c.verdict == verdict:
+                by_group.setdefault(c.group, []).append(c.value)
+        if by_group:
+            text = "; ".join(f"{', '.join(v)} ({g})" for g, v in by_group.items())
+            lines += _wrap("  key shares: " if not lines else " " * 14, f"{word} {text}", 8)
+    return lines
 
 
 def format_report(prober: Prober, target: str) -> str:
     """The probe's findings as text: per transform type, then the real offer."""
-    lines = [f"IKEv2 responder {target}: {len(prober.answers)} questions"
+    shares = f", {len(prober.share_checks)} key share checks" if prober.share_checks else ""
+    lines = [f"IKEv2 responder {target}: {len(prober.answers)} questions{shares}"
              f" (RFC 8247 levels in brackets)"]
     for kind in KINDS:
         accepted, refused, other = _rows(prober, kind)
@@ -107,9 +126,10 @@ def format_report(prober: Prober, target: str) -> str:
             lines += _wrap(" " * 14, f"refuses {', '.join(refused)}", 8)
         for o in other:
             lines += _wrap(" " * 14, o, 2)
+    lines += _shares(prober)
     bad = weak(prober)
     lines += _wrap("  weak:       ", ", ".join(bad) if bad
-                   else "none accepted (no SHOULD NOT / MUST NOT algorithm)")
+                   else "none (no SHOULD NOT / MUST NOT algorithm, no degenerate key share)")
     if prober.cookie_demanded:
         lines.append("  COOKIE:     demanded (RFC 7296 §2.6), answered")
     full = prober.full_answer
@@ -145,6 +165,7 @@ def report_json(prober: Prober, target: str) -> dict:
                      "weak": a.verdict == "accepted"
                      and guidance.is_weak(a.candidate.kind, a.candidate.keyword)}
                     for a in prober.answers],
+        "share_checks": [asdict(c) for c in prober.share_checks],
         "cookie_demanded": prober.cookie_demanded,
         "full": asdict(prober.full_answer) if prober.full_answer is not None else None,
         "stopped": prober.stopped,
@@ -160,8 +181,10 @@ def register(command: Callable) -> None:
             "Send one IKE_SA_INIT per algorithm (RFC 7296 §1.2) and report which encryption,"
             " integrity, PRF and DH algorithms the responder accepts, with RFC 8247's level for"
             " each. The questions leave no state on the responder (its answer is"
-            " INVALID_KE_PAYLOAD or NO_PROPOSAL_CHOSEN); the last, real offer leaves one"
-            " half-open IKE SA (skip it with --no-full). Probe only gateways you may test.")
+            " INVALID_KE_PAYLOAD or NO_PROPOSAL_CHOSEN). Then, per accepted DH group, key"
+            " shares no honest peer sends (RFC 6989): a responder that answers them has no"
+            " checks. The last, real offer leaves one half-open IKE SA (skip it with"
+            " --no-full). Probe only gateways you may test.")
         p.add_argument("address", help="the responder's IP address")
         p.add_argument("--port", type=int, default=500, help="UDP port (default 500)")
         p.add_argument("--source", metavar="ADDRESS", help="local address to send from")
@@ -174,6 +197,8 @@ def register(command: Callable) -> None:
                        help="seconds between questions (default 0.02)")
         p.add_argument("--no-full", action="store_true",
                        help="skip the real offer at the end (no half-open IKE SA)")
+        p.add_argument("--no-share-checks", action="store_true",
+                       help="skip the RFC 6989 key share checks")
         p.add_argument("--json", action="store_true", help="print the findings as JSON")
 
         def run(a: argparse.Namespace) -> int:
@@ -190,6 +215,7 @@ def register(command: Callable) -> None:
             show = _progress if sys.stderr.isatty() and not a.json else None
             prober = probe(a.address, a.port, source=a.source, progress=show,
                            candidate_list=candidates(kinds), full=not a.no_full,
+                           share_checks=not a.no_share_checks,
                            timeout=a.timeout, tries=a.tries, interval=a.interval)
             if show is not None:
                 print(file=sys.stderr)

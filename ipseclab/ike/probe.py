@@ -11,7 +11,14 @@ the private-use range (IANA: 1024-65535), and the KE payload is for that decoy g
 wants the KE group to be one the SA payload offers, so the request is well formed; no real
 responder implements the decoy, so whenever it accepts a proposal it must choose another
 group and answer INVALID_KE_PAYLOAD naming it (§1.3), and that answer creates no IKE SA
-(§1.2). NO_PROPOSAL_CHOSEN means refused. Only the last, optional request (``full``) sends
+(§1.2). NO_PROPOSAL_CHOSEN means refused.
+
+Then, for each accepted group, the key share checks of RFC 6989: an offer of that group alone
+whose KE data is a value no honest peer sends (1 and p-1 in a MODP group, §2.1; a point off
+the curve in an ECP group, §2.3; the low-order u = 0 for Curve25519/448, RFC 8031 §2.4). A
+responder that checks refuses it without state; one that answers with its own KE payload has
+no checks, and an attacker who sends such a share knows the shared secret (the unchecked-dh
+attack). Only the last, optional request (``full``) sends
 a real key share for a group the responder accepted, to read its whole IKE_SA_INIT answer:
 chosen proposal, notifications (fragmentation, signature hashes, ...), vendor IDs. That one
 leaves a half-open IKE SA on the responder, which it drops after its own timeout.
@@ -51,7 +58,8 @@ from ipseclab.ike.message import Message, parse_message
 from ipseclab.ike.payload_base import MalformedMessage
 from ipseclab.ike.payloads import KeyExchange, Nonce, Notify, SecurityAssociation, VendorId
 
-__all__ = ["DECOY_GROUP", "KINDS", "Answer", "Candidate", "FullAnswer", "Prober", "candidates"]
+__all__ = ["DECOY_GROUP", "KINDS", "Answer", "Candidate", "FullAnswer", "Prober", "ShareCheck",
+           "candidates", "degenerate_shares"]
 
 DECOY_GROUP = 65001  # private use (RFC 7296 §3.3.2 registry: 1024-65535)
 KINDS = ("encryption", "integrity", "prf", "dh")
@@ -137,12 +145,42 @@ class FullAnswer:
 
 
 @dataclass
+class ShareCheck:
+    """What the responder did with a degenerate key share ``value`` in ``group``:
+    ``refused`` (an error or silence: RFC 6989's checks at work), ``accepted`` (it answered
+    with its own KE payload: no checks), ``inconclusive`` (it wanted another group)."""
+
+    group: str
+    value: str
+    verdict: str = ""
+    detail: str = ""
+
+
+def degenerate_shares(group: _dh.DhGroup) -> list[tuple[str, bytes]]:
+    """KE data no honest peer sends in ``group``, labelled (RFC 6989 §2.1, §2.3; RFC 8031
+    §2.4): what a peer without the checks would compute a known shared secret from."""
+    size = group.public_size
+    if isinstance(group, _dh.ModpGroup):
+        return [("1", (1).to_bytes(size, "big")), ("p-1", (group.p - 1).to_bytes(size, "big"))]
+    if isinstance(group, _dh.EcpGroup):
+        return [("the point (0, 0), not on the curve", bytes(size))]
+    if isinstance(group, _dh.MontgomeryGroup):
+        return [("u = 0, a low-order point", bytes(size))]
+    return []
+
+
+_Planned = tuple[_dh.DhGroup, "ShareCheck | None", bytes]  # a share check; None: its control
+
+
+@dataclass
 class _Question:
     """One request in flight: the message, how often it went out, and when it did last."""
 
     spi_i: bytes
     message: Message
-    candidate: Candidate | None  # None: the full offer
+    candidate: Candidate | None  # None: a share check or the full offer
+    share: ShareCheck | None = None
+    control: _dh.DhGroup | None = None  # the stateless control before a group's share checks
     sent: int = 0
     last_sent: float = 0.0
     cookie_rounds: int = 0
@@ -161,7 +199,8 @@ class Prober:
     """
 
     def __init__(self, candidate_list: Sequence[Candidate] | None = None, *, full: bool = True,
-                 timeout: float = 1.0, tries: int = 3, interval: float = 0.0, give_up: int = 3,
+                 share_checks: bool = True, timeout: float = 1.0, tries: int = 3,
+                 interval: float = 0.0, give_up: int = 3,
                  rng: Callable[[int], bytes] = os.urandom, decoy: int = DECOY_GROUP) -> None:
         self.candidates = list(candidates() if candidate_list is None else candidate_list)
         if not self.candidates:
@@ -173,6 +212,9 @@ class Prober:
         self._all = candidates()  # the background for the other transform types
         self.answers: list[Answer] = []
         self.full_answer: FullAnswer | None = None
+        self.share_checks: list[ShareCheck] = []
+        self._shares: list[_Planned] | None = (
+            None if share_checks else [])  # planned once the questions are answered
         self.stopped = ""  # why the probe ended early
         self.cookie_demanded = False
         self._next = 0  # index of the next candidate
@@ -190,12 +232,15 @@ class Prober:
 
     @property
     def asked(self) -> int:
-        """Questions answered (or given up on) so far, the full offer included."""
-        return len(self.answers) + (self.full_answer is not None)
+        """Requests settled so far: questions, share checks and the full offer."""
+        return (len(self.answers) + sum(1 for c in self.share_checks if c.verdict)
+                + (self.full_answer is not None))
 
     @property
     def total(self) -> int:
-        return len(self.candidates) + int(self.full)
+        """Requests to make, as far as known (share checks count once planned)."""
+        planned = len(self.share_checks) if self._shares is not None else 0
+        return len(self.candidates) + planned + int(self.full)
 
     def poll(self, now: float) -> tuple[bytes | None, float | None]:
         """A datagram to send now (or None), and when to call again (None: the probe is done)."""
@@ -244,6 +289,17 @@ class Prober:
             q.message.payloads = [Notify(NotifyType.COOKIE, cookie[0].data), *payloads]
             q.sent = 0
             return
+        if q.control is not None:
+            named = reply.notifies(NotifyType.INVALID_KE_PAYLOAD)
+            if not (named and _named_group(named[0]) == q.control.iana_id):
+                errors = [_notify_name(n.notify_type) for n in reply.notifies() if n.is_error]
+                self._skip_shares(q.control, errors[0] if errors else "an odd answer")
+            self._question = None
+            self._ready_at = now + self.interval
+            return
+        if q.share is not None:
+            self._settle_share(q.share, reply, now)
+            return
         if q.candidate is None:
             invalid_ke = reply.notifies(NotifyType.INVALID_KE_PAYLOAD)
             group = _dh.dh_group_by_id(_named_group(invalid_ke[0])) if invalid_ke else None
@@ -265,12 +321,52 @@ class Prober:
             self._next += 1
             proposals = self._proposals_about(candidate)
             ke = KeyExchange(self._decoy, self._rng(32))
+            return self._question_for(proposals, ke, candidate)
+        if self._shares is None:
+            self._shares = self._plan_shares()
+        if self._shares:
+            return self._share_question(*self._shares.pop(0))
+        group = self._full_group()
+        if not self.full or group is None or self.full_answer is not None:
+            return None
+        return self._full_question(group)
+
+    def _share_question(self, group: _dh.DhGroup, check: ShareCheck | None,
+                        data: bytes) -> _Question:
+        if check is None:  # the control: this group alone, asked the stateless way
+            q = self._question_for(self._real_proposals([group.iana_id, self._decoy]),
+                                   KeyExchange(self._decoy, self._rng(32)), None)
+            q.control = group
         else:
-            group = self._full_group()
-            if not self.full or group is None or self.full_answer is not None:
-                return None
-            return self._full_question(group)
-        return self._question_for(proposals, ke, candidate)
+            q = self._question_for(self._real_proposals([group.iana_id]),
+                                   KeyExchange(group.iana_id, data), None)
+            q.share = check
+        return q
+
+    def _plan_shares(self) -> list[_Planned]:
+        """For each accepted group: a control (is an offer of this group alone acceptable?
+        INVALID_KE_PAYLOAD for the decoy says yes, statelessly), then its degenerate shares,
+        so that a refusal can only mean the key share."""
+        plan: list[_Planned] = []
+        for c in self._accepted("dh"):
+            group = _dh.dh_group_by_id(c.transform_id)
+            if group is None:
+                continue
+            plan.append((group, None, b""))
+            for label, data in degenerate_shares(group):
+                check = ShareCheck(group.keyword, label)
+                self.share_checks.append(check)
+                plan.append((group, check, data))
+        return plan
+
+    def _skip_shares(self, group: _dh.DhGroup, why: str) -> None:
+        """The control failed: the share checks of ``group`` would prove nothing."""
+        assert self._shares is not None
+        for _, check, _ in self._shares:
+            if check is not None and check.group == group.keyword:
+                check.verdict = "inconclusive"
+                check.detail = f"an offer of {group.keyword} alone got {why}"
+        self._shares = [e for e in self._shares if e[0] is not group]
 
     def _full_question(self, group: _dh.DhGroup) -> _Question:
         ke = KeyExchange(group.iana_id, group.generate().public_bytes())
@@ -320,16 +416,18 @@ class Prober:
             return _dh.dh_group_by_id(c.transform_id)
         return None
 
-    def _real_proposals(self) -> list[list[sa_payload.Transform]]:
-        """What an initiator offering everything the responder accepted (and we implement)
-        would send, best first by RFC 8247; the responder's choice is its preference."""
+    def _real_proposals(self, groups: Sequence[int] | None = None
+                        ) -> list[list[sa_payload.Transform]]:
+        """What an initiator offering everything the responder accepted would send, best first
+        by RFC 8247 (``groups`` instead of the accepted groups if given); the responder's
+        choice is its preference. (Our key is never used, so unimplemented ones may be in.)"""
         def pick(kind: str, aead: bool | None = None) -> list[sa_payload.Transform]:
-            ok = [c for c in self._accepted(kind) if c.implemented
-                  and (aead is None or c.aead == aead)]
+            ok = [c for c in self._accepted(kind) if aead is None or c.aead == aead]
             ok.sort(key=lambda c: _RANK.get(c.level, 3))
             return [c.wire() for c in ok] or self._of(kind, aead, implemented=True)
 
-        dh = pick("dh")
+        dh = (pick("dh") if groups is None
+              else [sa_payload.Transform.of(TRANSFORM_KE, g) for g in groups])
         classic = [*pick("encryption", False), *pick("prf"), *pick("integrity"), *dh]
         combined = [*pick("encryption", True), *pick("prf"), *dh]
         known = self._accepted("encryption")
@@ -366,6 +464,13 @@ class Prober:
                 group: int | None = None) -> None:
         self._question = None
         self._ready_at = now + self.interval
+        if q.control is not None:
+            self._skip_shares(q.control, verdict)
+            return
+        if q.share is not None:
+            q.share.verdict = "refused" if verdict == "no answer" else verdict
+            q.share.detail = detail
+            return
         if q.candidate is None:
             self.full_answer = FullAnswer(verdict, detail, cookie=q.cookie_rounds > 0)
             self._finished = True
@@ -376,6 +481,20 @@ class Prober:
             self.stopped = (f"{self._silent} question(s) in a row unanswered: no IKE responder"
                             " there, or it stopped answering (a rate limit?)")
             self._finished = True
+
+    def _settle_share(self, check: ShareCheck, reply: Message, now: float) -> None:
+        self._question = None
+        self._ready_at = now + self.interval
+        errors = [n for n in reply.notifies() if n.is_error]
+        if any(n.notify_type == NotifyType.INVALID_KE_PAYLOAD for n in errors):
+            check.verdict, check.detail = "inconclusive", "it wants another group"
+        elif errors:
+            check.verdict, check.detail = "refused", _notify_name(errors[0].notify_type)
+        elif reply.find(KeyExchange) is not None:
+            check.verdict = "accepted"
+            check.detail = "answered with its own KE payload: no RFC 6989 check"
+        else:
+            check.verdict, check.detail = "refused", "an answer without KE payload"
 
     def _settle_full(self, q: _Question, reply: Message) -> None:
         self._question = None

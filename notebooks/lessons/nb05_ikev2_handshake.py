@@ -452,8 +452,11 @@ CELLS = [
     What to notice: sun accepts exactly the transforms of its one proposal, and after about
     60 requests it holds no IKE SA at all. The brackets are the requirement levels of
     RFC 8247 §2; a gateway accepting a SHOULD NOT or MUST NOT algorithm (say `modp1024` or
-    `md5`) is open to the downgrade of lesson 08. Against a real gateway the same check is
-    one command: `ipseclab probe ADDRESS` (only for gateways you may test).
+    `md5`) is open to the downgrade of lesson 08. The `key shares` line is a second test: an
+    x25519 key share of all zeros is a point of low order, and a peer that took it would
+    compute an all-zero shared secret that everyone knows (RFC 8031 §2.4, and RFC 6989 for
+    the other groups). sun refuses it. Against a real gateway the same checks are one
+    command: `ipseclab probe ADDRESS` (only for gateways you may test).
     """),
     md("""
     ## Your turn 1: what does an eavesdropper see?
