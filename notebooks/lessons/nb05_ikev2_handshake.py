@@ -452,7 +452,7 @@ CELLS = [
     What to notice: sun accepts exactly the transforms of its one proposal, and after about
     60 requests it holds no IKE SA at all. The brackets are the requirement levels of
     RFC 8247 §2; a gateway accepting a SHOULD NOT or MUST NOT algorithm (say `modp1024` or
-    `md5`) is open to the downgrade of lesson 08. Against a real gateway the same check is
+    `md5`) is open to the downgrade of lesson 08h. Against a real gateway the same check is
     one command: `ipseclab probe ADDRESS` (only for gateways you may test).
     """),
     md("""
