@@ -38,6 +38,7 @@ NOTEBOOKS = {
     "08e-traffic-analysis.ipynb": lesson("nb08e_traffic_analysis").CELLS,
     "08f-weak-psk.ipynb": lesson("nb08f_weak_psk").CELLS,
     "08g-weak-dh.ipynb": lesson("nb08g_weak_dh").CELLS,
+    "08h-downgrade.ipynb": lesson("nb08h_downgrade").CELLS,
 }
 
 

@@ -1,4 +1,4 @@
-"""The cells the attack lessons 08a-08g share: the scope statement, their root check (lab
+"""The cells the attack lessons 08a-08h share: the scope statement, their root check (lab
 cells skip themselves without root, unlike ``cells.ROOT_CHECK`` which stops the lesson),
 and small helpers for captures, lab configurations and in-memory IKE engines."""
 

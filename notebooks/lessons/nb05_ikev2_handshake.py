@@ -433,7 +433,7 @@ CELLS = [
 
     probed_sun = IkeEngine(sun_config, rng=random.Random(9).randbytes)
     prober = Prober(full=False, rng=random.Random(10).randbytes)
-    t = 0.0
+    t, requests = 0.0, 0
     while True:
         request, wake = prober.poll(t)  # what to send now, and when to ask again
         if wake is None:
@@ -441,21 +441,23 @@ CELLS = [
         if request is None:
             t = wake
             continue
+        requests += 1
         probed_sun.receive_datagram(request, (MOON, 500), (SUN, 500), t)
         for answer, _, _ in probed_sun.datagrams_to_send():
             prober.receive(answer, t)
 
     print(format_report(prober, "sun (in memory)"))
-    print("IKE SAs sun holds after", len(prober.answers), "requests:", len(probed_sun.ike_sas))
+    print("IKE SAs sun holds after", requests, "requests:", len(probed_sun.ike_sas))
     """),
     md("""
-    What to notice: sun accepts exactly the transforms of its one proposal, and after about
+    What to notice: sun accepts exactly the transforms of its one proposal, and after some
     60 requests it holds no IKE SA at all. The brackets are the requirement levels of
     RFC 8247 §2; a gateway accepting a SHOULD NOT or MUST NOT algorithm (say `modp1024` or
-    `md5`) is open to the downgrade of lesson 08. The `key shares` line is a second test: an
-    x25519 key share of all zeros is a point of low order, and a peer that took it would
-    compute an all-zero shared secret that everyone knows (RFC 8031 §2.4, and RFC 6989 for
-    the other groups). sun refuses it. Against a real gateway the same checks are one
+    `md5`) is weak whatever it prefers: lesson 08h shows an on-path attacker pushing two
+    gateways that both still accept `modp1024` into it. The `key shares` line is a second
+    test: an x25519 key share of all zeros is a point of low order, and a peer that took it
+    would compute an all-zero shared secret that everyone knows (RFC 8031 §2.4, and RFC 6989
+    for the other groups). sun refuses it. Against a real gateway the same checks are one
     command: `ipseclab probe ADDRESS` (only for gateways you may test).
     """),
     md("""
