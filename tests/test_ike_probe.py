@@ -159,6 +159,7 @@ def test_degenerate_key_share_accepted_by_a_responder_without_checks() -> None:
         run(prober, engine)
     verdicts = {c.value: c.verdict for c in prober.share_checks}
     assert verdicts == {"1": "accepted", "p-1": "accepted"}
+    assert "opened with keys from the degenerate secret" in prober.share_checks[0].detail
     assert weak(prober) == ["modp2048 key share 1 (RFC 6989)",
                             "modp2048 key share p-1 (RFC 6989)"]
     assert [a["value"] for a in report_json(prober, "gw")["share_checks"]] == ["1", "p-1"]
@@ -192,13 +193,16 @@ def test_share_checks_inconclusive_when_the_group_alone_is_refused() -> None:
 def test_degenerate_shares_per_group_kind() -> None:
     from ipseclab.crypto.dh import dh_group
 
-    one, minus = degenerate_shares(dh_group("modp1024"))
-    assert int.from_bytes(one[1], "big") == 1 and len(one[1]) == 128
-    assert int.from_bytes(minus[1], "big") == dh_group("modp1024").p - 1
-    [(_, zero)] = degenerate_shares(dh_group("x25519"))
-    assert zero == bytes(32)
-    [(_, origin)] = degenerate_shares(dh_group("ecp384"))
-    assert origin == bytes(96)
+    p = dh_group("modp1024").p
+    (_, one, one_secrets), (_, minus, minus_secrets) = degenerate_shares(dh_group("modp1024"))
+    assert int.from_bytes(one, "big") == 1 and len(one) == 128 and one_secrets == [one]
+    assert int.from_bytes(minus, "big") == p - 1 and minus_secrets == [one, minus]
+    # (p-1)^x is 1 for an even x and p-1 for an odd one: both are tried.
+    assert {pow(p - 1, x, p) for x in (2, 3)} == {1, p - 1}
+    [(_, zero, secrets)] = degenerate_shares(dh_group("x25519"))
+    assert zero == bytes(32) and secrets == [bytes(32)]
+    [(_, origin, secrets)] = degenerate_shares(dh_group("ecp384"))
+    assert origin == bytes(96) and secrets == []
 
 
 def test_cookie_demanded_and_answered() -> None:
@@ -252,7 +256,7 @@ SWANCTL = """\
 connections {
   gw {
     local_addrs = 192.0.2.2
-    proposals = aes256-sha256-modp2048, aes128gcm16-prfsha384-ecp256, 3des-md5-modp1024
+    proposals = aes256-sha256-modp2048, aes128gcm16-prfsha384-ecp256-x25519, 3des-md5-modp1024
     local { auth = psk
             id = 192.0.2.2 }
     remote { auth = psk }
@@ -279,6 +283,7 @@ def charon_ns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             daemon.install_config("", SWANCTL)
             daemon.load_all()
             yield ours
+            Path("/tmp/charon-probe.log").write_text(daemon.log_text())
         finally:
             daemon.stop()
 
@@ -296,7 +301,7 @@ def test_probe_strongswan(charon_ns: str) -> None:
     assert ok == {("encryption", "aes256"), ("encryption", "aes128gcm16"),
                   ("encryption", "3des"), ("integrity", "sha256"), ("integrity", "md5"),
                   ("prf", "prfsha256"), ("prf", "prfsha384"), ("prf", "prfmd5"),
-                  ("dh", "modp2048"), ("dh", "ecp256"), ("dh", "modp1024")}
+                  ("dh", "modp2048"), ("dh", "ecp256"), ("dh", "modp1024"), ("dh", "x25519")}
     assert {a["verdict"] for a in data["answers"]} == {"accepted", "refused"}
     assert {a["keyword"] for a in data["answers"] if a["weak"]} == {"md5", "prfmd5", "modp1024"}
     # RFC 6989: charon refuses 1 and p-1 in both MODP groups and a point off its curve.
@@ -304,8 +309,12 @@ def test_probe_strongswan(charon_ns: str) -> None:
     print(shares)
     assert {(g, v) for g, v, _, _ in shares} == {
         ("modp1024", "1"), ("modp1024", "p-1"), ("modp2048", "1"), ("modp2048", "p-1"),
-        ("ecp256", "the point (0, 0), not on the curve")}
+        ("ecp256", "the point (0, 0), not on the curve"), ("x25519", "u = 0, a low-order point")}
     assert {verdict for _, _, verdict, _ in shares} == {"refused"}
+    # charon answers u = 0 in IKE_SA_INIT and refuses when it derives the keys: its log says
+    # "CURVE_25519 shared secret computation failed", "key derivation failed".
+    [x25519] = [d for g, _, _, d in shares if g == "x25519"]
+    assert "when deriving keys" in x25519
     full = data["full"]
     assert full["verdict"] == "answered"
     assert full["proposal"] == "aes256-sha256-prfsha256-modp2048"  # charon's first proposal
@@ -315,8 +324,8 @@ def test_probe_strongswan(charon_ns: str) -> None:
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert text.returncode == 0, text.stderr
     print(text.stdout)
-    assert "DH group:   accepts modp1024 (SHOULD NOT), modp2048 (MUST), ecp256 (SHOULD)" \
-        in text.stdout
+    assert "DH group:   accepts modp1024 (SHOULD NOT), modp2048 (MUST), ecp256 (SHOULD)," \
+        " x25519 (SHOULD)" in text.stdout
     assert "weak:       modp1024 (SHOULD NOT)" in text.stdout
 
 

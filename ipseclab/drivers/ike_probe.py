@@ -100,6 +100,7 @@ def _shares(prober: Prober) -> list[str]:
     """The key share checks, grouped by verdict: which values in which group."""
     lines = []
     for verdict, word in (("refused", "refuses"), ("accepted", "ACCEPTS"),
+                          ("unverified", "unverified for"),
                           ("inconclusive", "inconclusive for")):
         by_group: dict[str, list[str]] = {}
         for c in prober.share_checks:

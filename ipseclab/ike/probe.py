@@ -16,12 +16,17 @@ group and answer INVALID_KE_PAYLOAD naming it (§1.3), and that answer creates n
 Then, for each accepted group, the key share checks of RFC 6989: an offer of that group alone
 whose KE data is a value no honest peer sends (1 and p-1 in a MODP group, §2.1; a point off
 the curve in an ECP group, §2.3; the low-order u = 0 for Curve25519/448, RFC 8031 §2.4). A
-responder that checks refuses it without state; one that answers with its own KE payload has
-no checks, and an attacker who sends such a share knows the shared secret (the unchecked-dh
-attack). Only the last, optional request (``full``) sends
-a real key share for a group the responder accepted, to read its whole IKE_SA_INIT answer:
-chosen proposal, notifications (fragmentation, signature hashes, ...), vendor IDs. That one
-leaves a half-open IKE SA on the responder, which it drops after its own timeout.
+responder that checks at once refuses it without state. One that answers with its own KE
+payload may still check later, when it derives the keys (strongSwan does that at IKE_AUTH),
+so the probe goes on: it derives the keys a responder without checks would have (g^ir = 1,
+p-1 or all zeros, which the sender of such a share knows: the unchecked-dh attack) and sends
+an IKE_AUTH request sealed with them. An answer that opens with those keys proves the
+responder used the degenerate secret; silence means it refused when deriving keys.
+
+Only the last, optional request (``full``) sends a real key share for a group the responder
+accepted, to read its whole IKE_SA_INIT answer: chosen proposal, notifications
+(fragmentation, signature hashes, ...), vendor IDs. That one leaves a half-open IKE SA on
+the responder, which it drops after its own timeout.
 
 Sans-IO: :class:`Prober` gives datagrams to send and takes the ones received with the
 current time; :mod:`ipseclab.drivers.ike_probe` runs it over UDP. Probe only gateways you
@@ -38,6 +43,7 @@ from ipseclab.crypto import dh as _dh
 from ipseclab.crypto import guidance
 from ipseclab.crypto import prf as _prf
 from ipseclab.crypto import transforms as _tf
+from ipseclab.crypto.kdf import IkeKeys
 from ipseclab.crypto.proposals import (
     TRANSFORM_ENCR,
     TRANSFORM_INTEG,
@@ -45,6 +51,7 @@ from ipseclab.crypto.proposals import (
     TRANSFORM_PRF,
     Proposal,
 )
+from ipseclab.errors import AuthenticationFailed
 from ipseclab.ike import negotiation, sa_payload
 from ipseclab.ike.constants import (
     ExchangeType,
@@ -54,9 +61,19 @@ from ipseclab.ike.constants import (
     ProtocolId,
     enum_or_int,
 )
+from ipseclab.ike.keys import IkeSuite, ike_sa_keys
 from ipseclab.ike.message import Message, parse_message
 from ipseclab.ike.payload_base import MalformedMessage
-from ipseclab.ike.payloads import KeyExchange, Nonce, Notify, SecurityAssociation, VendorId
+from ipseclab.ike.payloads import (
+    Authentication,
+    IDi,
+    KeyExchange,
+    Nonce,
+    Notify,
+    SecurityAssociation,
+    VendorId,
+)
+from ipseclab.ike.sk import SkCipher
 
 __all__ = ["DECOY_GROUP", "KINDS", "Answer", "Candidate", "FullAnswer", "Prober", "ShareCheck",
            "candidates", "degenerate_shares"]
@@ -156,17 +173,34 @@ class ShareCheck:
     detail: str = ""
 
 
-def degenerate_shares(group: _dh.DhGroup) -> list[tuple[str, bytes]]:
+def degenerate_shares(group: _dh.DhGroup) -> list[tuple[str, bytes, list[bytes]]]:
     """KE data no honest peer sends in ``group``, labelled (RFC 6989 §2.1, §2.3; RFC 8031
-    §2.4): what a peer without the checks would compute a known shared secret from."""
+    §2.4), each with the shared secrets g^ir a peer without the checks would compute from it:
+    1^x = 1; (p-1)^x = 1 or p-1 (x even or odd); X25519/X448 of u = 0 is all zeros. An
+    off-curve point gives no predictable secret: that check stops at IKE_SA_INIT."""
     size = group.public_size
     if isinstance(group, _dh.ModpGroup):
-        return [("1", (1).to_bytes(size, "big")), ("p-1", (group.p - 1).to_bytes(size, "big"))]
+        one, minus = (1).to_bytes(size, "big"), (group.p - 1).to_bytes(size, "big")
+        return [("1", one, [one]), ("p-1", minus, [one, minus])]
     if isinstance(group, _dh.EcpGroup):
-        return [("the point (0, 0), not on the curve", bytes(size))]
+        return [("the point (0, 0), not on the curve", bytes(size), [])]
     if isinstance(group, _dh.MontgomeryGroup):
-        return [("u = 0, a low-order point", bytes(size))]
+        return [("u = 0, a low-order point", bytes(size), [bytes(group.size)])]
     return []
+
+
+@dataclass
+class _AuthTry:
+    """The IKE_AUTH follow-up of a share check the responder answered: the public values,
+    the suite it chose and the secrets left to try, the current one's keys."""
+
+    check: ShareCheck
+    suite: IkeSuite
+    ni: bytes
+    nr: bytes
+    spi_r: bytes
+    secrets: list[bytes]
+    keys: IkeKeys | None = None
 
 
 _Planned = tuple[_dh.DhGroup, "ShareCheck | None", bytes]  # a share check; None: its control
@@ -181,12 +215,14 @@ class _Question:
     candidate: Candidate | None  # None: a share check or the full offer
     share: ShareCheck | None = None
     control: _dh.DhGroup | None = None  # the stateless control before a group's share checks
+    auth: _AuthTry | None = None  # an IKE_AUTH sealed with keys from a degenerate share
     sent: int = 0
     last_sent: float = 0.0
     cookie_rounds: int = 0
+    sealed: bytes | None = None  # an encrypted request, sent as it is
 
     def datagram(self) -> bytes:
-        return self.message.to_bytes()
+        return self.sealed if self.sealed is not None else self.message.to_bytes()
 
 
 class Prober:
@@ -213,6 +249,7 @@ class Prober:
         self.answers: list[Answer] = []
         self.full_answer: FullAnswer | None = None
         self.share_checks: list[ShareCheck] = []
+        self._secrets: dict[int, list[bytes]] = {}  # share check -> g^ir a no-check peer has
         self._shares: list[_Planned] | None = (
             None if share_checks else [])  # planned once the questions are answered
         self.stopped = ""  # why the probe ended early
@@ -273,8 +310,13 @@ class Prober:
             reply = parse_message(data)
         except MalformedMessage:
             return
-        if (reply.spi_i != q.spi_i or reply.exchange_type != ExchangeType.IKE_SA_INIT
-                or not reply.is_response or reply.message_id != 0):
+        exchange, message_id = ((ExchangeType.IKE_AUTH, 1) if q.auth is not None
+                                else (ExchangeType.IKE_SA_INIT, 0))
+        if (reply.spi_i != q.spi_i or reply.exchange_type != exchange
+                or not reply.is_response or reply.message_id != message_id):
+            return
+        if q.auth is not None:
+            self._settle_auth(q.auth, data, reply, now)
             return
         cookie = reply.notifies(NotifyType.COOKIE)
         if cookie:
@@ -298,7 +340,7 @@ class Prober:
             self._ready_at = now + self.interval
             return
         if q.share is not None:
-            self._settle_share(q.share, reply, now)
+            self._settle_share(q, reply, now)
             return
         if q.candidate is None:
             invalid_ke = reply.notifies(NotifyType.INVALID_KE_PAYLOAD)
@@ -338,7 +380,7 @@ class Prober:
                                    KeyExchange(self._decoy, self._rng(32)), None)
             q.control = group
         else:
-            q = self._question_for(self._real_proposals([group.iana_id]),
+            q = self._question_for(self._real_proposals([group.iana_id], implemented=True),
                                    KeyExchange(group.iana_id, data), None)
             q.share = check
         return q
@@ -353,9 +395,10 @@ class Prober:
             if group is None:
                 continue
             plan.append((group, None, b""))
-            for label, data in degenerate_shares(group):
+            for label, data, secrets in degenerate_shares(group):
                 check = ShareCheck(group.keyword, label)
                 self.share_checks.append(check)
+                self._secrets[id(check)] = secrets
                 plan.append((group, check, data))
         return plan
 
@@ -416,13 +459,14 @@ class Prober:
             return _dh.dh_group_by_id(c.transform_id)
         return None
 
-    def _real_proposals(self, groups: Sequence[int] | None = None
+    def _real_proposals(self, groups: Sequence[int] | None = None, implemented: bool = False
                         ) -> list[list[sa_payload.Transform]]:
         """What an initiator offering everything the responder accepted would send, best first
         by RFC 8247 (``groups`` instead of the accepted groups if given); the responder's
         choice is its preference. (Our key is never used, so unimplemented ones may be in.)"""
         def pick(kind: str, aead: bool | None = None) -> list[sa_payload.Transform]:
-            ok = [c for c in self._accepted(kind) if aead is None or c.aead == aead]
+            ok = [c for c in self._accepted(kind) if (aead is None or c.aead == aead)
+                  and (c.implemented or not implemented)]
             ok.sort(key=lambda c: _RANK.get(c.level, 3))
             return [c.wire() for c in ok] or self._of(kind, aead, implemented=True)
 
@@ -467,6 +511,15 @@ class Prober:
         if q.control is not None:
             self._skip_shares(q.control, verdict)
             return
+        if q.auth is not None:
+            if q.auth.secrets:
+                self._question = self._auth_question(q.spi_i, q.auth)
+                return
+            q.auth.check.verdict = "refused"
+            q.auth.check.detail = ("answered IKE_SA_INIT, then ignored an IKE_AUTH sealed with"
+                                   " keys from the degenerate secret (it checks when deriving"
+                                   " keys)")
+            return
         if q.share is not None:
             q.share.verdict = "refused" if verdict == "no answer" else verdict
             q.share.detail = detail
@@ -482,19 +535,57 @@ class Prober:
                             " there, or it stopped answering (a rate limit?)")
             self._finished = True
 
-    def _settle_share(self, check: ShareCheck, reply: Message, now: float) -> None:
+    def _settle_share(self, q: _Question, reply: Message, now: float) -> None:
+        check = q.share
+        assert check is not None
         self._question = None
         self._ready_at = now + self.interval
         errors = [n for n in reply.notifies() if n.is_error]
+        sa, ke, nonce = (reply.find(SecurityAssociation), reply.find(KeyExchange),
+                         reply.find(Nonce))
         if any(n.notify_type == NotifyType.INVALID_KE_PAYLOAD for n in errors):
             check.verdict, check.detail = "inconclusive", "it wants another group"
         elif errors:
             check.verdict, check.detail = "refused", _notify_name(errors[0].notify_type)
-        elif reply.find(KeyExchange) is not None:
-            check.verdict = "accepted"
-            check.detail = "answered with its own KE payload: no RFC 6989 check"
+        elif ke is None or sa is None or nonce is None:
+            check.verdict, check.detail = "refused", "an answer without SA, KE or nonce"
         else:
-            check.verdict, check.detail = "refused", "an answer without KE payload"
+            secrets = self._secrets.get(id(check), [])
+            chosen = negotiation.read_proposals(sa, ProtocolId.IKE)
+            if not secrets or not chosen:
+                check.verdict = "unverified"
+                check.detail = "answered with its own KE payload; no known secret to test"
+                return
+            p = chosen[0][1]
+            suite = IkeSuite(p.encryption[0], p.integrity[0] if p.integrity else None, p.prf[0])
+            ni = next(x.data for x in q.message.payloads if isinstance(x, Nonce))
+            self._question = self._auth_question(
+                q.spi_i, _AuthTry(check, suite, ni, nonce.data, reply.spi_r, list(secrets)))
+
+    def _auth_question(self, spi_i: bytes, auth: _AuthTry) -> _Question:
+        """IKE_AUTH (message ID 1) sealed with the keys of the next secret to try (§2.14)."""
+        secret = auth.secrets.pop(0)
+        auth.keys = ike_sa_keys(auth.suite, auth.ni, auth.nr, secret, spi_i, auth.spi_r)
+        cipher = SkCipher(auth.suite.encryption, auth.keys.SK_ei, auth.suite.integrity,
+                          auth.keys.SK_ai, rng=self._rng)
+        header = Message(spi_i, auth.spi_r, ExchangeType.IKE_AUTH, HeaderFlag.I, 1, [])
+        inner = [IDi.fqdn("probe.invalid"), Authentication(2, bytes(auth.suite.prf.output_size))]
+        q = _Question(spi_i, header, None, auth=auth)
+        q.sealed = cipher.seal(header, inner)
+        return q
+
+    def _settle_auth(self, auth: _AuthTry, data: bytes, reply: Message, now: float) -> None:
+        assert auth.keys is not None
+        try:
+            SkCipher(auth.suite.encryption, auth.keys.SK_er, auth.suite.integrity,
+                     auth.keys.SK_ar).open(data, reply)
+        except (AuthenticationFailed, MalformedMessage, ValueError):
+            return  # not sealed with these keys: as if unanswered
+        auth.check.verdict = "accepted"
+        auth.check.detail = ("its IKE_AUTH answer opened with keys from the degenerate"
+                             " secret: no RFC 6989 check")
+        self._question = None
+        self._ready_at = now + self.interval
 
     def _settle_full(self, q: _Question, reply: Message) -> None:
         self._question = None
