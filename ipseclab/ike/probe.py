@@ -164,8 +164,10 @@ class FullAnswer:
 @dataclass
 class ShareCheck:
     """What the responder did with a degenerate key share ``value`` in ``group``:
-    ``refused`` (an error or silence: RFC 6989's checks at work), ``accepted`` (it answered
-    with its own KE payload: no checks), ``inconclusive`` (it wanted another group)."""
+    ``refused`` (an error, silence, or an IKE_AUTH sealed with the degenerate keys ignored:
+    RFC 6989's checks at work), ``accepted`` (its IKE_AUTH answer opened with those keys: no
+    checks), ``unverified`` (it answered, and no secret is known to test further),
+    ``inconclusive`` (it wanted another group, or refused the group itself)."""
 
     group: str
     value: str
