@@ -327,6 +327,14 @@ def test_probe_strongswan(charon_ns: str) -> None:
     assert "DH group:   accepts modp1024 (SHOULD NOT), modp2048 (MUST), ecp256 (SHOULD)," \
         " x25519 (SHOULD)" in text.stdout
     assert "weak:       modp1024 (SHOULD NOT)" in text.stdout
+    # Port 4500: the same questions behind the non-ESP marker (RFC 3948 §2.2).
+    nat = subprocess.run(["ip", "netns", "exec", charon_ns, sys.executable, "-m", "ipseclab",
+                          "probe", THEM[0], "--port", "4500", "--only", "dh", "--no-full",
+                          "--no-share-checks", "--json"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert nat.returncode == 0, nat.stderr
+    assert {a["keyword"] for a in json.loads(nat.stdout)["answers"]
+            if a["verdict"] == "accepted"} == {"modp1024", "modp2048", "ecp256", "x25519"}
 
 
 def test_real_offer_follows_invalid_ke_payload() -> None:

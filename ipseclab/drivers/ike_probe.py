@@ -25,6 +25,7 @@ from typing import Any
 from ipseclab.crypto import guidance
 from ipseclab.errors import IpsecLabError
 from ipseclab.ike.probe import KINDS, Prober, candidates
+from ipseclab.ipsec.udpencap import NON_ESP_MARKER
 
 __all__ = ["format_report", "probe", "register", "report_json"]
 
@@ -33,13 +34,18 @@ _TITLES = {"encryption": "encryption", "integrity": "integrity", "prf": "PRF", "
 
 def probe(address: str, port: int = 500, *, source: str | None = None,
           progress: Callable[[Prober], None] | None = None, **options: Any) -> Prober:
-    """Run a :class:`Prober` against ``address``:``port`` over UDP; ``options`` go to it."""
+    """Run a :class:`Prober` against ``address``:``port`` over UDP; ``options`` go to it.
+
+    On any port but 500 (4500: a responder behind a NAT, RFC 3948) every IKE message carries
+    the four-zero-octet non-ESP marker, both ways."""
     try:
         family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 \
             else socket.AF_INET
     except ValueError:
         raise IpsecLabError(f"not an IP address: {address!r}") from None
     prober = Prober(**options)
+    # Off port 500 IKE travels behind the non-ESP marker (RFC 3948 §2.2), as on 4500.
+    marker = b"" if port == 500 else NON_ESP_MARKER
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         try:
             if source:
@@ -53,7 +59,7 @@ def probe(address: str, port: int = 500, *, source: str | None = None,
             data, wake = prober.poll(now)
             if data is not None:
                 try:
-                    sock.send(data)
+                    sock.send(marker + data)
                 except OSError as exc:
                     raise IpsecLabError(f"cannot send to {address} port {port}:"
                                         f" {exc.strerror}") from None
@@ -68,7 +74,8 @@ def probe(address: str, port: int = 500, *, source: str | None = None,
                     reply = sock.recv(65535)
                 except OSError:  # ICMP port unreachable: counts as no answer
                     continue
-                prober.receive(reply, time.monotonic())
+                if reply.startswith(marker):
+                    prober.receive(reply[len(marker):], time.monotonic())
 
 
 def _rows(prober: Prober, kind: str) -> tuple[list[str], list[str], list[str]]:
