@@ -53,12 +53,15 @@ def ns_run(ns: str, *args: str) -> None:
 
 @contextlib.contextmanager
 def peer_namespaces(prefix: str, ours_addr: str, theirs_addr: str,
-                    lans: tuple[str, str] = ("10.1.0.1/24", "10.2.0.1/24")):
+                    lans: tuple[str | tuple[str, ...], str | tuple[str, ...]] = (
+                        "10.1.0.1/24", "10.2.0.1/24")):
     """Two namespaces joined by a veth ``wan0`` (/24, or /64 for IPv6), each with a LAN
     address on ``lo``.
 
     ``ours`` gets ``lans[0]`` (10.1.0.1/24) and ``theirs`` ``lans[1]`` (10.2.0.1/24) on
-    ``lo`` (kernel-libipsec routes the remote LAN from an address of the local one). The veth
+    ``lo`` (kernel-libipsec routes the remote LAN from an address of the local one); a tuple
+    of addresses puts each of them there (``("10.1.0.1/24", "fd01::1/64")``: charon routes
+    IPv6 selectors only from an IPv6 address of its own, whatever the IKE SA's family). The veth
     is created straight inside the namespaces, so nothing is named in the root namespace;
     both go again, also on failure.
     """
@@ -76,7 +79,8 @@ def peer_namespaces(prefix: str, ours_addr: str, theirs_addr: str,
                 ns_run(ns, "addr", "add", f"{addr}/24", "dev", "wan0")
             ns_run(ns, "link", "set", "wan0", "up")
             ns_run(ns, "link", "set", "lo", "up")
-            ns_run(ns, "addr", "add", lan, "dev", "lo")
+            for cidr in (lan,) if isinstance(lan, str) else lan:
+                ns_run(ns, "addr", "add", cidr, "dev", "lo")
         yield ours, theirs
     finally:
         for ns in (ours, theirs):

@@ -329,19 +329,34 @@ def test_transport_ipv6(lab):
     assert sas["out"]["packets"] >= 3 and sas["in"]["packets"] >= 3
 
 
-def site_to_site_ipv6(lab: Lab, tag: str) -> tuple[str, str, str, str]:
-    """h1 - gw1 = WAN 2001:db8::/64 = gw2 - h2, LANs fd01::/64 and fd02::/64."""
+WAN4, WAN6 = ("192.0.2.1/24", "192.0.2.2/24"), ("2001:db8::1/64", "2001:db8::2/64")
+LAN4 = (("10.1.0.2/24", "10.1.0.1/24"), ("10.2.0.1/24", "10.2.0.2/24"))
+LAN6 = (("fd01::2/64", "fd01::1/64"), ("fd02::1/64", "fd02::2/64"))
+
+
+def site_to_site_families(lab: Lab, tag: str, *, wan6: bool,
+                          lan6: bool) -> tuple[str, str, str, str]:
+    """h1 - gw1 = WAN = gw2 - h2, each side of the WAN and of the LANs IPv4 or IPv6:
+    WAN 192.0.2.0/24 or 2001:db8::/64, LANs 10.1.0.0/24 and 10.2.0.0/24 or fd01::/64 and
+    fd02::/64 (a gateway's LAN address is ``.1``/``::1``, the host's ``.2``/``::2``)."""
     h1, gw1, gw2, h2 = (lab.ns(f"{n}{tag}") for n in ("h1", "gw1", "gw2", "h2"))
     lab.link(h1, "eth0", gw1, "lan")
     lab.link(gw1, "wan", gw2, "wan")
     lab.link(gw2, "lan", h2, "eth0")
-    for ns, dev, cidr in ((h1, "eth0", "fd01::2/64"), (gw1, "lan", "fd01::1/64"),
-                          (gw1, "wan", "2001:db8::1/64"), (gw2, "wan", "2001:db8::2/64"),
-                          (gw2, "lan", "fd02::1/64"), (h2, "eth0", "fd02::2/64")):
+    wan, ((h1_addr, gw1_lan), (gw2_lan, h2_addr)) = (WAN6 if wan6 else WAN4,
+                                                     LAN6 if lan6 else LAN4)
+    for ns, dev, cidr in ((h1, "eth0", h1_addr), (gw1, "lan", gw1_lan), (gw1, "wan", wan[0]),
+                          (gw2, "wan", wan[1]), (gw2, "lan", gw2_lan), (h2, "eth0", h2_addr)):
         lab.addr(ns, dev, cidr)
-    sh("ip", "-n", h1, "-6", "route", "add", "default", "via", "fd01::1")
-    sh("ip", "-n", h2, "-6", "route", "add", "default", "via", "fd02::1")
+    family = "-6" if lan6 else "-4"
+    sh("ip", "-n", h1, family, "route", "add", "default", "via", gw1_lan.split("/")[0])
+    sh("ip", "-n", h2, family, "route", "add", "default", "via", gw2_lan.split("/")[0])
     return h1, gw1, gw2, h2
+
+
+def site_to_site_ipv6(lab: Lab, tag: str) -> tuple[str, str, str, str]:
+    """h1 - gw1 = WAN 2001:db8::/64 = gw2 - h2, LANs fd01::/64 and fd02::/64."""
+    return site_to_site_families(lab, tag, wan6=True, lan6=True)
 
 
 def test_site_to_site_tunnel_ipv6(lab):
@@ -382,8 +397,8 @@ connections {{
 }}
 secrets {{
   ike-v6 {{
-    id-1 = 2001:db8::1
-    id-2 = 2001:db8::2
+    id-1 = {me}
+    id-2 = {peer}
     secret = "ipv6 lab secret"
   }}
 }}
@@ -422,41 +437,63 @@ def test_ikev2_and_esp_over_ipv6_against_strongswan(lab, tmp_path):
     """The same IPv6 site-to-site, strongSwan (charon with kernel-libipsec) on gw2: IKE over
     IPv6 and ESP in UDP 4500 over IPv6 (kernel-libipsec always encapsulates), pings both
     ways through charon's userspace ESP."""
+    against_strongswan_across(lab, tmp_path, wan6=True, lan6=True)
+
+
+@pytest.mark.parametrize(("wan6", "lan6"), [pytest.param(False, True, id="ipv6-over-ipv4"),
+                                            pytest.param(True, False, id="ipv4-over-ipv6")])
+def test_inner_family_differs_from_outer_against_strongswan(lab, tmp_path, wan6, lan6):
+    """Tunnel mode does not tie the inner family to the outer one (RFC 4301 §4.1, the Next
+    Header of the ESP trailer is 41 or 4): IPv6 LANs over an IPv4 WAN and IPv4 LANs over an
+    IPv6 WAN, between our gateway and charon, pinged both ways."""
+    against_strongswan_across(lab, tmp_path, wan6=wan6, lan6=lan6)
+
+
+def against_strongswan_across(lab: Lab, tmp_path: Path, *, wan6: bool, lan6: bool) -> None:
+    """gw1 runs ipseclab (initiator), gw2 charon with kernel-libipsec; IKE on the WAN's
+    family, a child SA for the LANs' family; h1 and h2 ping each other through it."""
     from ipseclab.lab import strongswan
 
     if not strongswan.available():
         pytest.skip("charon-systemd is not installed")
-    h1, gw1, gw2, h2 = site_to_site_ipv6(lab, "-sw6")
+    tag = f"-sw{'6' if wan6 else '4'}{'6' if lan6 else '4'}"
+    h1, gw1, gw2, h2 = site_to_site_families(lab, tag, wan6=wan6, lan6=lan6)
+    (me, peer) = (c.split("/")[0] for c in (WAN6 if wan6 else WAN4))
+    lans = ("fd01::/64", "fd02::/64") if lan6 else ("10.1.0.0/24", "10.2.0.0/24")
     ours = tmp_path / "gw1.swanctl.conf"
-    ours.write_text(IKE6.format(me="2001:db8::1", peer="2001:db8::2",
-                                my_lan="fd01::/64", peer_lan="fd02::/64",
+    ours.write_text(IKE6.format(me=me, peer=peer, my_lan=lans[0], peer_lan=lans[1],
                                 start="start_action = start"))
-    lab.run(gw2, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")  # ours sets it itself
+    # charon forwards between its LAN and TUN only if told to; ours sets both itself.
+    lab.run(gw2, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1", "net.ipv4.ip_forward=1")
     charon = strongswan.Charon(tmp_path / "charon", lambda args, **kw: subprocess.Popen(
         ["ip", "netns", "exec", gw2, *args], **kw))
     charon.start()
     try:
-        charon.install_config("", IKE6.format(me="2001:db8::2", peer="2001:db8::1",
-                                              my_lan="fd02::/64", peer_lan="fd01::/64",
-                                              start=""))
+        charon.install_config("", IKE6.format(me=peer, peer=me, my_lan=lans[1],
+                                              peer_lan=lans[0], start=""))
         charon.load_all()
         with lab.capture(gw1, "wan") as pcap:
-            s1 = lab.gateway(gw1, ours, "gw1sw6", keying="--swanctl")
+            s1 = lab.gateway(gw1, ours, f"gw1{tag}", keying="--swanctl")
             deadline = time.monotonic() + 10
             while len(ctl(s1, "list-sas")["sas"]) < 2 and time.monotonic() < deadline:
                 time.sleep(0.1)
-            ping(lab, h1, "fd02::2", 3)
-            ping(lab, h2, "fd01::2", 3)
+            h1_addr, h2_addr = ("fd01::2", "fd02::2") if lan6 else ("10.1.0.2", "10.2.0.2")
+            ping(lab, h1, h2_addr, 3)
+            ping(lab, h2, h1_addr, 3)
         (sa,) = charon.list_sas()
-        assert sa["state"] == "ESTABLISHED" and sa["remote-host"] == "2001:db8::1", sa
+        assert sa["state"] == "ESTABLISHED" and sa["remote-host"] == me, sa
         (child,) = sa["child-sas"].values()
         assert int(child["packets-in"]) >= 6 and int(child["packets-out"]) >= 6, child
+        assert child["local-ts"] == [lans[1]] and child["remote-ts"] == [lans[0]], child
         sas = {s["direction"]: s for s in ctl(s1, "list-sas")["sas"]}
-        assert sas["out"]["encap"] and sas["in"]["packets"] >= 6 and sas["out"]["packets"] >= 6
+        assert sas["out"]["dst"] == peer and sas["out"]["encap"], sas
+        assert sas["in"]["packets"] >= 6 and sas["out"]["packets"] >= 6, sas
     finally:
         charon.stop()
+    # Only IKE and UDP-encapsulated ESP on the WAN: no inner packet leaks in the clear.
     kinds = wire_protocols(pcap)
     assert "esp" not in kinds and kinds.count("udp4500") >= 12, kinds
+    assert not {"icmp", "icmpv6"} & set(kinds), kinds
 
 
 # -- ctl without a daemon (no namespaces, but kept with the others) ------------------------

@@ -131,8 +131,10 @@ secrets {{
 
 @pytest.fixture(scope="module")
 def namespaces() -> Iterator[tuple[str, str]]:
-    """iplss-<pid>-o (ours, 192.0.2.1) and iplss-<pid>-t (strongSwan, 192.0.2.2)."""
-    with peer_namespaces("iplss", OURS, THEIRS) as pair:
+    """iplss-<pid>-o (ours, 192.0.2.1) and iplss-<pid>-t (strongSwan, 192.0.2.2); LANs
+    10.1.0.1/24 and 10.2.0.1/24, and fd01::1/64 and fd02::1/64 for IPv6 selectors."""
+    with peer_namespaces("iplss", OURS, THEIRS, (("10.1.0.1/24", "fd01::1/64"),
+                                                  ("10.2.0.1/24", "fd02::1/64"))) as pair:
         yield pair
 
 
@@ -644,8 +646,10 @@ def test_traffic_selectors_are_narrowed_alike(charon: Charon, namespaces: tuple[
 
 @pytest.fixture(scope="module")
 def charon6(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Charon, str]]:
-    """A second pair of namespaces, IPv6 on the wire and in the LANs, with its own charon."""
-    with peer_namespaces("iplsv", V6[0], V6[1], ("fd01::1/64", "fd02::1/64")) as (ours, theirs):
+    """A second pair of namespaces, IPv6 on the wire and in the LANs (IPv4 LANs too, for
+    IPv4 selectors over IPv6), with its own charon."""
+    with peer_namespaces("iplsv", V6[0], V6[1], (("fd01::1/64", "10.1.0.1/24"),
+                                                 ("fd02::1/64", "10.2.0.1/24"))) as (ours, theirs):
         daemon = Charon(tmp_path_factory.mktemp("charon6"), lambda args, **kw:
                         subprocess.Popen(["ip", "netns", "exec", theirs, *args], **kw))
         daemon.start()
@@ -673,6 +677,28 @@ def test_engine_against_charon_over_ipv6(charon6: tuple[Charon, str], tmp_path: 
     logged = charon.keys()
     theirs = next(k for k in logged if k.spi_i.hex() == ike_up["spi_i"])
     assert (theirs.sk_ei.hex(), theirs.sk_er.hex()) == (ike_up["sk_ei"], ike_up["sk_er"])
+
+
+@pytest.mark.parametrize("we_initiate", [True, False], ids=["ours-initiates", "charon-initiates"])
+@pytest.mark.parametrize("outer", ["ipv4", "ipv6"])
+def test_inner_family_differs_from_outer_against_charon(
+        charon: Charon, namespaces: tuple[str, str], charon6: tuple[Charon, str],
+        tmp_path: Path, outer: str, we_initiate: bool) -> None:
+    """IPv6 traffic selectors inside an IKE SA over IPv4, and IPv4 ones over IPv6: the TS
+    payloads carry their own type (§3.13.1), independent of the IKE SA's addresses."""
+    if outer == "ipv4":
+        daemon, ns, addrs = charon, namespaces[0], (OURS, THEIRS, V6[2], V6[3])
+    else:
+        (daemon, ns), addrs = charon6, (V6[0], V6[1], OUR_LAN, THEIR_LAN)
+    ike, esp = PROPOSALS[0]
+    ours, charon_ok, _, log = run_case(daemon, ns, tmp_path, ike, esp,
+                                       we_initiate=we_initiate, addrs=addrs)
+    ike_up, child_up = ours.first("IkeSaEstablished"), ours.first("ChildSaEstablished")
+    assert ike_up is not None and child_up is not None and charon_ok, (ours.events, log)
+    sa = established(daemon, ike_up["spi_i"], ike_up["spi_r"])
+    assert sa is not None and sa["remote-host"] == addrs[0], daemon.list_sas()
+    (child,) = [c for c in sa["child-sas"].values() if c["state"] == "INSTALLED"]
+    assert child["local-ts"] == [addrs[3]] and child["remote-ts"] == [addrs[2]], child
 
 
 # --- strongSwan gateways in the lab ------------------------------------------------------------

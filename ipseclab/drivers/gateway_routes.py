@@ -96,8 +96,15 @@ class GatewayRoutes:
 
     @staticmethod
     def _route_source(policy: Policy, mine: set[str]) -> str | None:
-        candidates = [str(t.src) for t in policy.templates if t.src is not None]
+        """The ``src`` of the policy's TUN route, or None to let the kernel choose.
+
+        Only an address of the route's own family will do: in tunnel mode the template's
+        source is the outer address, and IPv6 inside IPv4 (or the reverse, RFC 4301 §4.1)
+        gives an outer family that is not the inner one.
+        """
         local = policy.selector.local
+        candidates = [str(t.src) for t in policy.templates
+                      if t.src is not None and t.src.version == local.version]
         if local.start == local.end:
             candidates.insert(0, str(ipaddress.ip_address(local.start) if local.version == 4
                                      else ipaddress.IPv6Address(local.start)))
