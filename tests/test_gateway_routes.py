@@ -26,9 +26,12 @@ def tunnel(local: str, remote: str, outer: tuple[str, str]) -> Policy:
     # refused ("inet6 address is expected"), so IPv6 inside IPv4 had no route at all.
     ("fd01::/64", "fd02::/64", ("192.0.2.1", "192.0.2.2"), "fd01::1"),
     ("10.1.0.0/24", "10.2.0.0/24", ("2001:db8::1", "2001:db8::2"), "10.1.0.1"),
-    # Same family: unchanged, the tunnel endpoint first.
-    ("10.1.0.0/24", "10.2.0.0/24", ("192.0.2.1", "192.0.2.2"), "192.0.2.1"),
-    ("fd01::/64", "fd02::/64", ("2001:db8::1", "2001:db8::2"), "2001:db8::1"),
+    # Same family: our address inside the local selector first (as strongSwan), so that
+    # the gateway's own packets to the remote LAN match the policy ...
+    ("10.1.0.0/24", "10.2.0.0/24", ("192.0.2.1", "192.0.2.2"), "10.1.0.1"),
+    ("fd01::/64", "fd02::/64", ("2001:db8::1", "2001:db8::2"), "fd01::1"),
+    # ... and the tunnel endpoint when we have none there.
+    ("10.9.0.0/24", "10.2.0.0/24", ("192.0.2.1", "192.0.2.2"), "192.0.2.1"),
 ])
 def test_route_source_is_of_the_inner_family(local, remote, outer, src):
     assert GatewayRoutes._route_source(tunnel(local, remote, outer), MINE) == src

@@ -31,6 +31,7 @@ from ipseclab.drivers.cli_gateway import request_gateway
 from ipseclab.errors import IpsecLabError
 from ipseclab.lab import strongswan
 from ipseclab.lab.api import Lab
+from ipseclab.lab.capture import frames
 from ipseclab.lab.runner import FAIL, run_scenario
 from ipseclab.lab.topology import TOPOLOGY_DIR, GatewaySpec
 
@@ -494,7 +495,6 @@ def test_an_ah_child_sa_between_two_ipseclab_gateways(tmp_path: Path) -> None:
     """ah_proposals = sha256 on both: IKEv2 negotiates an AH child SA (RFC 4302; protocol 2
     in the SA payload), and the WAN carries AH (IP protocol 51) instead of ESP. strongSwan's
     kernel-libipsec has no AH, so only ipseclab can be the peer here."""
-    from ipseclab.lab.capture import frames
 
     gateways = ipseclab_gateways(tmp_path, "start_action = start", swap=(
         "esp_proposals = aes128gcm16", "ah_proposals = sha256"))
@@ -536,3 +536,25 @@ checks:
     (check,) = result.checks
     assert check.status == FAIL and not result.passed
     assert check.detail == "192.0.2.2 accepts modp1024 (SHOULD NOT)", check.detail
+
+
+@pytest.mark.parametrize("peer", ["ipseclab", pytest.param("strongswan", marks=needs_charon)])
+def test_the_gateways_own_traffic_to_the_remote_lan_is_protected(peer: str,
+                                                                 tmp_path: Path) -> None:
+    """gw1's TUN route to 10.2.0.0/24 has gw1's LAN address 10.1.0.1 as its source (as
+    strongSwan installs its routes), so gw1's own ping to h2 matches the policy and crosses
+    the WAN in ESP; with the WAN address as source it matched no policy and crossed the WAN
+    in the clear."""
+    gateways = {
+        "gw1": GatewaySpec("ipseclab", (CONFIGS / "gw1.swanctl.conf",)),
+        "gw2": GatewaySpec(peer, (CONFIGS / "gw2.swanctl.conf",),
+                           {"initiate": ["net"]} if peer == "strongswan" else {}),
+    }
+    with Lab("site-to-site", tmp_path / "lab", gateways) as lab:
+        assert ping_replies(lab, "h1", "h2", 2, 0.2)[1] >= 1  # the tunnel is up
+        with lab.capture("wan") as pcap:
+            assert ping_replies(lab, "gw1", "h2", 3, 0.2) == (3, 3)
+        route = lab.cmd("gw1", "ip", "route", "show", "table", "485")
+    wan = [f for f in frames(pcap) if f.kind == "ipv4" and not f.link_control]
+    assert wan and all(f.is_ipsec for f in wan), [f.describe() for f in wan if not f.is_ipsec]
+    assert "10.2.0.0/24 dev ipsec0" in route and "src 10.1.0.1" in route, route

@@ -98,25 +98,23 @@ class GatewayRoutes:
     def _route_source(policy: Policy, mine: set[str]) -> str | None:
         """The ``src`` of the policy's TUN route, or None to let the kernel choose.
 
-        Only an address of the route's own family will do: in tunnel mode the template's
-        source is the outer address, and IPv6 inside IPv4 (or the reverse, RFC 4301 §4.1)
-        gives an outer family that is not the inner one.
+        As strongSwan chooses it: an address of ours inside the local selector (the single
+        address of a transport-mode or virtual-IP selector; in tunnel mode the gateway's own
+        LAN address), so that what the gateway itself sends to the remote side matches the
+        policy and is protected; else the tunnel's outer source. Only an address of the
+        route's own family will do: IPv6 inside IPv4 (or the reverse, RFC 4301 §4.1) gives an
+        outer family that is not the inner one.
         """
         local = policy.selector.local
-        candidates = [str(t.src) for t in policy.templates
-                      if t.src is not None and t.src.version == local.version]
+        candidates = []
         if local.start == local.end:
-            candidates.insert(0, str(ipaddress.ip_address(local.start) if local.version == 4
-                                     else ipaddress.IPv6Address(local.start)))
-        for addr in candidates:
-            if addr in mine:
-                return addr
-        # Tunnel mode: an address of ours inside the local subnet, for the gateway's own traffic.
-        for addr in mine:
-            a = ipaddress.ip_address(addr)
-            if a.version == local.version and local.start <= int(a) <= local.end:
-                return addr
-        return None
+            candidates.append(str(ipaddress.ip_address(local.start) if local.version == 4
+                                  else ipaddress.IPv6Address(local.start)))
+        candidates += sorted(a for a in mine if ipaddress.ip_address(a).version == local.version
+                             and local.start <= int(ipaddress.ip_address(a)) <= local.end)
+        candidates += [str(t.src) for t in policy.templates
+                       if t.src is not None and t.src.version == local.version]
+        return next((a for a in candidates if a in mine), None)
 
     def sync_routes(self: Gateway) -> None:
         """Make the TUN routes match the SPD: add what is new, remove what is gone."""
