@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -268,7 +269,7 @@ secrets { ike-any { secret = "probe-test-secret-0123456789" } }
 
 
 @pytest.fixture(scope="module")
-def charon_ns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def charon_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
     from conftest import peer_namespaces
     from ipseclab.lab import strongswan
     from ipseclab.lab.strongswan import Charon
@@ -282,8 +283,7 @@ def charon_ns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         try:
             daemon.install_config("", SWANCTL)
             daemon.load_all()
-            yield ours
-            Path("/tmp/charon-probe.log").write_text(daemon.log_text())
+            yield ours, daemon
         finally:
             daemon.stop()
 
@@ -291,8 +291,9 @@ def charon_ns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @root
 @pytest.mark.root
 @pytest.mark.interop
-def test_probe_strongswan(charon_ns: str) -> None:
-    out = subprocess.run(["ip", "netns", "exec", charon_ns, sys.executable, "-m", "ipseclab",
+def test_probe_strongswan(charon_peer: tuple[str, Any]) -> None:
+    ns, charon = charon_peer
+    out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "ipseclab",
                           "probe", THEM[0], "--json", "--timeout", "0.5"],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -315,11 +316,14 @@ def test_probe_strongswan(charon_ns: str) -> None:
     # "CURVE_25519 shared secret computation failed", "key derivation failed".
     [x25519] = [d for g, _, _, d in shares if g == "x25519"]
     assert "when deriving keys" in x25519
+    log = charon.log_text()
+    assert "CURVE_25519 shared secret computation failed" in log
+    assert "key derivation failed" in log
     full = data["full"]
     assert full["verdict"] == "answered"
     assert full["proposal"] == "aes256-sha256-prfsha256-modp2048"  # charon's first proposal
     assert "IKEV2_FRAGMENTATION_SUPPORTED" in full["notifies"]
-    text = subprocess.run(["ip", "netns", "exec", charon_ns, sys.executable, "-m", "ipseclab",
+    text = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "ipseclab",
                            "probe", THEM[0], "--only", "dh", "--no-full"],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert text.returncode == 0, text.stderr
@@ -328,7 +332,7 @@ def test_probe_strongswan(charon_ns: str) -> None:
         " x25519 (SHOULD)" in text.stdout
     assert "weak:       modp1024 (SHOULD NOT)" in text.stdout
     # Port 4500: the same questions behind the non-ESP marker (RFC 3948 §2.2).
-    nat = subprocess.run(["ip", "netns", "exec", charon_ns, sys.executable, "-m", "ipseclab",
+    nat = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "ipseclab",
                           "probe", THEM[0], "--port", "4500", "--only", "dh", "--no-full",
                           "--no-share-checks", "--json"],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)

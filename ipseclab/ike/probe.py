@@ -205,7 +205,9 @@ class _AuthTry:
     keys: IkeKeys | None = None
 
 
-_Planned = tuple[_dh.DhGroup, "ShareCheck | None", bytes]  # a share check; None: its control
+# A share check to make: the group, the check (None: the group's control), the KE data and
+# the secrets a peer without checks would compute from it.
+_Planned = tuple[_dh.DhGroup, "ShareCheck | None", bytes, list[bytes]]
 
 
 @dataclass
@@ -218,6 +220,7 @@ class _Question:
     share: ShareCheck | None = None
     control: _dh.DhGroup | None = None  # the stateless control before a group's share checks
     auth: _AuthTry | None = None  # an IKE_AUTH sealed with keys from a degenerate share
+    secrets: list[bytes] = field(default_factory=list)  # of the share check asked
     sent: int = 0
     last_sent: float = 0.0
     cookie_rounds: int = 0
@@ -228,7 +231,8 @@ class _Question:
 
 
 class Prober:
-    """Ask a responder about each candidate in turn, then (``full``) make one real offer.
+    """Ask a responder about each candidate in turn, then make the key share checks of each
+    accepted group (``share_checks``), then (``full``) one real offer.
 
     Drive it with :meth:`poll` (what to send now, when to call again) and :meth:`receive`.
     A request unanswered after ``tries`` sendings ``timeout`` seconds apart counts as
@@ -251,7 +255,6 @@ class Prober:
         self.answers: list[Answer] = []
         self.full_answer: FullAnswer | None = None
         self.share_checks: list[ShareCheck] = []
-        self._secrets: dict[int, list[bytes]] = {}  # share check -> g^ir a no-check peer has
         self._shares: list[_Planned] | None = (
             None if share_checks else [])  # planned once the questions are answered
         self.stopped = ""  # why the probe ended early
@@ -375,8 +378,8 @@ class Prober:
             return None
         return self._full_question(group)
 
-    def _share_question(self, group: _dh.DhGroup, check: ShareCheck | None,
-                        data: bytes) -> _Question:
+    def _share_question(self, group: _dh.DhGroup, check: ShareCheck | None, data: bytes,
+                        secrets: list[bytes]) -> _Question:
         if check is None:  # the control: this group alone, asked the stateless way
             q = self._question_for(self._real_proposals([group.iana_id, self._decoy]),
                                    KeyExchange(self._decoy, self._rng(32)), None)
@@ -384,7 +387,7 @@ class Prober:
         else:
             q = self._question_for(self._real_proposals([group.iana_id], implemented=True),
                                    KeyExchange(group.iana_id, data), None)
-            q.share = check
+            q.share, q.secrets = check, secrets
         return q
 
     def _plan_shares(self) -> list[_Planned]:
@@ -396,18 +399,17 @@ class Prober:
             group = _dh.dh_group_by_id(c.transform_id)
             if group is None:
                 continue
-            plan.append((group, None, b""))
+            plan.append((group, None, b"", []))
             for label, data, secrets in degenerate_shares(group):
                 check = ShareCheck(group.keyword, label)
                 self.share_checks.append(check)
-                self._secrets[id(check)] = secrets
-                plan.append((group, check, data))
+                plan.append((group, check, data, secrets))
         return plan
 
     def _skip_shares(self, group: _dh.DhGroup, why: str) -> None:
         """The control failed: the share checks of ``group`` would prove nothing."""
         assert self._shares is not None
-        for _, check, _ in self._shares:
+        for _, check, _, _ in self._shares:
             if check is not None and check.group == group.keyword:
                 check.verdict = "inconclusive"
                 check.detail = f"an offer of {group.keyword} alone got {why}"
@@ -552,7 +554,7 @@ class Prober:
         elif ke is None or sa is None or nonce is None:
             check.verdict, check.detail = "refused", "an answer without SA, KE or nonce"
         else:
-            secrets = self._secrets.get(id(check), [])
+            secrets = q.secrets
             chosen = negotiation.read_proposals(sa, ProtocolId.IKE)
             if not secrets or not chosen:
                 check.verdict = "unverified"
