@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ipseclab.cli import main
 from ipseclab.crypto.guidance import ike_level, is_weak
@@ -384,3 +386,28 @@ def test_cli_over_ipv6(capsys: pytest.CaptureFixture[str]) -> None:
                  "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
     assert data["target"] == "::1 port 9" and data["answers"][0]["verdict"] == "no answer"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_any_reply_gives_a_verdict_never_an_exception(data) -> None:
+    """Whatever comes back (random octets, or a real answer with octets flipped), receive()
+    judges it or ignores it; the probe goes on and ends."""
+    engine = responder(PROPOSALS)
+
+    def reply(request: bytes) -> list[bytes]:
+        engine.receive_datagram(request, US, THEM, 0.0)
+        out = []
+        for answer, _, _ in engine.datagrams_to_send():
+            if data.draw(st.booleans()):
+                flip = data.draw(st.integers(0, len(answer) * 8 - 1))
+                answer = bytearray(answer)
+                answer[flip // 8] ^= 1 << (flip % 8)
+            out.append(bytes(answer))
+        if data.draw(st.booleans()):
+            out.append(data.draw(st.binary(max_size=64)))
+        return out
+
+    prober = Prober(candidates(["dh"])[:4], tries=1, rng=random.Random(1).randbytes)
+    run(prober, None, reply=reply)
+    assert prober.done and len(prober.answers) >= 1
