@@ -88,8 +88,11 @@ def test_psk_site_to_site(tmp_path):
 def test_secret_lookup_prefers_exact_ids(tmp_path):
     loaded = load_swanctl(write(tmp_path, "swanctl.conf", PSK_SITE))
     secrets = loaded.secrets
-    assert secrets.shared_key("moon.strongswan.org", "sun.strongswan.org") != b"not this one"
-    assert secrets.shared_key("moon.strongswan.org", "venus.strongswan.org") == b"not this one"
+    moon_sun = secrets.shared_key("moon.strongswan.org", "sun.strongswan.org")
+    assert moon_sun != b"not this one"
+    # One identity fitting exactly (3) beats a secret without ids (1 + 1), as in strongSwan.
+    assert secrets.shared_key("moon.strongswan.org", "venus.strongswan.org") == moon_sun
+    assert secrets.shared_key("mars.strongswan.org", "venus.strongswan.org") == b"not this one"
     hexed = write(tmp_path, "hex.conf", """\
         secrets {
            ike-x {
@@ -99,6 +102,18 @@ def test_secret_lookup_prefers_exact_ids(tmp_path):
         }
     """)
     assert load_swanctl(hexed).secrets.shared_key("10.1.2.3", "%any") == b"\x01\x02\xff"
+
+
+def test_a_secret_naming_only_the_peer_is_found(tmp_path):
+    """The way strongSwan's own examples and our interop tests write a PSK: ``id`` = the
+    peer. charon takes it; ipseclab refused the connection ("auth psk needs a secret")."""
+    conf = write(tmp_path, "peer.conf", PSK_SITE.replace("""       ike-any {
+          secret = "not this one"
+       }""", "").replace("""          id-moon = moon.strongswan.org
+          id-sun = sun.strongswan.org""", "          id = sun.strongswan.org"))
+    loaded = load_swanctl(conf)
+    assert loaded.connections["gw-gw"].psk == base64.b64decode("v+NkxY9LLZvwj4qCC2o/gGrWDF2d21jL")
+    assert loaded.secrets.shared_key("moon.strongswan.org", "venus.strongswan.org") is None
 
 
 @pytest.fixture(scope="module")

@@ -132,8 +132,9 @@ class Secrets:
         """The best secret for this pair of identities, as strongSwan picks it.
 
         Each secret's ids are scored against both identities (exact 3, wildcard 2, ``%any``
-        or a secret without ids 1, no match 0); a secret must fit both, the highest sum wins,
-        and the first one written wins a tie.
+        or a secret without ids 1, no match 0). As in strongSwan's credential manager a
+        secret needs to fit only one of them (``id = <the peer>`` alone is the common way to
+        write one), the highest sum wins, and the first one written wins a tie.
         """
         best, best_score = None, 0
         for entry in self.shared:
@@ -141,7 +142,7 @@ class Secrets:
                 continue
             mine = max((_id_score(i, local_id) for i in entry.ids), default=1)
             theirs = max((_id_score(i, remote_id) for i in entry.ids), default=1)
-            if mine and theirs and mine + theirs > best_score:
+            if (mine or theirs) and mine + theirs > best_score:
                 best, best_score = entry.secret, mine + theirs
         return best
 
