@@ -558,3 +558,17 @@ def test_the_gateways_own_traffic_to_the_remote_lan_is_protected(peer: str,
     wan = [f for f in frames(pcap) if f.kind == "ipv4" and not f.link_control]
     assert wan and all(f.is_ipsec for f in wan), [f.describe() for f in wan if not f.is_ipsec]
     assert "10.2.0.0/24 dev ipsec0" in route and "src 10.1.0.1" in route, route
+
+
+def test_the_delete_of_a_stopping_gateway_is_logged(tmp_path: Path) -> None:
+    """``ctl stop`` deletes each IKE SA (RFC 7296 §1.4.1) and logs that message as it logs
+    every other: the last IKE line of the log is the INFORMATIONAL with the Delete."""
+    gateways = {f"gw{i}": GatewaySpec("ipseclab", (CONFIGS / f"gw{i}.swanctl.conf",))
+                for i in (1, 2)}
+    with Lab("site-to-site", tmp_path / "lab", gateways) as lab:
+        assert ping_replies(lab, "h1", "h2", 2, 0.2)[1] >= 1
+        lab.stop_gateway("gw1")
+    log = (tmp_path / "lab" / "gw1" / "gateway.log").read_text()
+    after_stop = log[log.rindex("stopping"):]
+    assert re.search(r"sent to 192\.0\.2\.2\[500\]: INFORMATIONAL #\d+ request from initiator:"
+                     r" SK\{DELETE\}", after_stop), after_stop

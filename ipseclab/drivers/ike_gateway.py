@@ -230,6 +230,7 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
         with contextlib.suppress(Exception):
             for data, src, dst in self.engine.datagrams_to_send():
                 self._send(data, src, dst)
+                self._log_message("sent to", dst, data)  # the Deletes, logged like all else
         for timer in (self._timer, self._inactivity_timer):
             if timer is not None:
                 timer.cancel()
