@@ -252,7 +252,11 @@ def test_guide_namespace_commands(tmp_path: Path) -> None:
     as ``eth1``), it holds the interface and both addresses; ``ip netns del`` removes it."""
     setup, teardown = [b for b in _blocks("sh") if "ip netns" in b]
     ns = f"ipldoc-{os.getpid()}-g"
-    script = "set -e\nip link add eth1 type veth peer name eth1p\n" + "\n".join(
+    # The veth's other end lives in a namespace of its own: left in the unshared one, it
+    # would vanish with it when bash exits, and take eth1 along (a race with the checks).
+    peer = f"{ns}p"
+    subprocess.run(["ip", "netns", "add", peer], check=True, capture_output=True)
+    script = f"set -e\nip link add eth1 type veth peer name eth1p netns {peer}\n" + "\n".join(
         c.replace("ipsec-test", ns) for c in _commands(setup))
     assert _commands(setup)[-1] == "ip netns exec ipsec-test bash"  # stdin is /dev/null here
     try:
@@ -268,7 +272,8 @@ def test_guide_namespace_commands(tmp_path: Path) -> None:
         listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         assert ns not in listed.split()
     finally:
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        for name in (ns, peer):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
 def _quote(text: str) -> str:
