@@ -377,6 +377,18 @@ def test_delete_colliding_with_delete() -> None:
 # -- IKE SA rekey (§1.3.2, §2.18) ----------------------------------------------------------
 
 
+def test_ike_rekey_by_connection_name() -> None:
+    """``ctl rekey CONN`` as ``ctl reauth CONN``: the connection's newest IKE SA."""
+    pair = Pair(*configs())
+    pair.establish()
+    old = pair.ike("i").name
+    assert not pair.i.rekey_ike_sa("no-such-connection", 10.0)
+    assert pair.i.rekey_ike_sa("site", 10.0)
+    pair.run_with_traffic(10.0, pair.reqid("i"))
+    assert pair.ike("i").name != old and [e.old_ike_sa for e in
+                                          pair.gi.of(events.IkeSaRekeyed)] == [old]
+
+
 @pytest.mark.parametrize(("ike", "esp_proposal", "group"), MATRIX)
 @pytest.mark.parametrize("who", ["i", "r"])
 def test_ike_rekey_keeps_children(ike: str, esp_proposal: str, group: str, who: str) -> None:

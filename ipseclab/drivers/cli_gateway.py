@@ -93,7 +93,7 @@ def setup_ctl(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]
                    help=", ".join(CTL_COMMANDS))
     p.add_argument("file", nargs="?", metavar="ARG",
                    help="load: the 'ip xfrm' file; initiate: CHILD or CONN; terminate: IKE SA,"
-                        " CONN or CHILD; rekey: IKE SA or CHILD; reauth: IKE SA or CONN")
+                        " CONN or CHILD; rekey: IKE SA, CONN or CHILD; reauth: IKE SA or CONN")
     p.add_argument("--json", action="store_true", help="print the reply as JSON")
 
     def run(a: argparse.Namespace) -> int:

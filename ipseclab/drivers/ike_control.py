@@ -184,7 +184,8 @@ class IkeControl:
         return {"terminated": done}
 
     def rekey(self: IkeGateway, target: str) -> dict[str, Any]:
-        """``ctl rekey IKE|CHILD``: rekey now, as the timers would (§1.3.2, §1.3.3)."""
+        """``ctl rekey IKE|CONN|CHILD``: rekey now, as the timers would (§1.3.2, §1.3.3); a
+        connection's name rekeys its newest IKE SA."""
         now = monotonic()
         done: list[str] = []
         if self.engine.rekey_ike_sa(target, now):

@@ -481,8 +481,9 @@ class IkeEngine:
         return False
 
     def rekey_ike_sa(self, name: str, now: float) -> bool:
-        """Rekey the IKE SA ``name`` now (§1.3.2, §2.18), as its timer would."""
-        sa = self.find_ike_sa(name)
+        """Rekey the IKE SA ``name`` (or the newest of connection ``name``) now (§1.3.2,
+        §2.18), as its timer would."""
+        sa = self._established_sa(name)
         return sa is not None and self._touched(sa).rekey(now)
 
     def reauthenticate_ike_sa(self, name: str, now: float) -> bool:
