@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -96,6 +97,7 @@ class Gateway(GatewayRoutes, GatewaySockets, GatewaySad, GatewayCommands):
         self._lifetime_task: asyncio.Task | None = None
         self._routes: dict[tuple[int, str], list[str]] = {}
         self._addresses = AddressCache()
+        self._link_mtus: dict[str, int] = {}  # per peer address, learnt from EMSGSIZE
         self._stop = asyncio.Event()
         self._control: ControlServer | None = None
         self._keylog = None
@@ -217,6 +219,10 @@ class Gateway(GatewayRoutes, GatewaySockets, GatewaySad, GatewayCommands):
             try:
                 sock.sendto(data, addr)
             except OSError as exc:
+                if exc.errno == errno.EMSGSIZE and not strip:
+                    # A raw socket never fragments: we must (RFC 4301 §8.1).
+                    self._send_fragments(sock, data, addr)
+                    return
                 c.send_errors += 1
                 self.ratelog("send", "sending to %s: %s", addr[0], exc.strerror)
                 return

@@ -44,6 +44,7 @@ IP_PKTINFO = 8
 IPV6_HDRINCL = 36
 IN_PKTINFO = struct.Struct("=I4s4s")  # ifindex, spec_dst, addr (the header's destination)
 IN6_PKTINFO = struct.Struct("=16sI")  # addr, ifindex
+IP_MTU = 14  # getsockopt on a connected socket: the route's MTU (linux/in.h)
 RECV_BUFFER = 4 << 20
 
 
@@ -116,6 +117,41 @@ class GatewaySockets:
                          sa.name, sa.encap.sport, NAT_T_PORT)
         plan = self._send_plan[sa] = (sock, addr, strip)
         return plan
+
+    def _send_fragments(self: Gateway, sock: socket.socket, packet: bytes, addr: tuple) -> None:
+        """Send a protected packet the link is too small for as IPv4 fragments.
+
+        A raw ``IP_HDRINCL`` socket refuses (EMSGSIZE) what exceeds the outgoing link's MTU,
+        whatever DF says, where the kernel would fragment a UDP datagram. RFC 4301 §8.1 lets a
+        tunnel fragment the outer packet after encapsulation, and strongSwan's kernel-libipsec
+        does (its ESP leaves by UDP): without this, a WAN smaller than the TUN MTU plus the
+        tunnel overhead swallows every large packet, and TCP stalls.
+        """
+        c = self.counters
+        dst = addr[0]
+        try:
+            if packet[0] >> 4 != 4:
+                raise OSError(0, "IPv6 outer packet larger than the link MTU")
+            mtu = self._link_mtus.get(dst) or self._link_mtu(dst)
+            fragments = ip.fragment_ipv4(packet, mtu)
+            for fragment in fragments:
+                sock.sendto(fragment, addr)
+        except (OSError, ip.MalformedIP) as exc:
+            self._link_mtus.pop(dst, None)  # the link may have shrunk: ask again next time
+            c.send_errors += 1
+            self.ratelog("send", "sending to %s: %s", dst, getattr(exc, "strerror", exc))
+            return
+        c.fragmented += 1
+        c.protected += 1
+        c.wire_sent += len(fragments)
+
+    def _link_mtu(self: Gateway, dst: str) -> int:
+        """The MTU of our (marked) route to ``dst``, as the kernel knows it."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, SO_MARK, self.options.mark)
+            probe.connect((dst, NAT_T_PORT))
+            mtu = self._link_mtus[dst] = probe.getsockopt(socket.IPPROTO_IP, IP_MTU)
+        return mtu
 
     def send_ike(self: Gateway, message: bytes, remote: tuple[str, int]) -> None:
         """Send an IKE message from UDP 4500, behind the non-ESP marker (RFC 3948 §2.2)."""

@@ -280,3 +280,61 @@ def fix_transport_checksum(packet: bytes) -> bytes:
         value = 0xFFFF
     struct.pack_into("!H", seg, off, value)
     return hdr.header + bytes(seg)
+
+
+def fragment_ipv4(packet: bytes, mtu: int) -> list[bytes]:
+    """Split an IPv4 packet into fragments of at most ``mtu`` octets (RFC 791, "Fragmentation").
+
+    A tunnel gateway fragments the outer packet after encapsulation when it does not fit the
+    link (RFC 4301 §8.1): the peer reassembles before it processes ESP or AH. DF is cleared
+    on the fragments; options are copied into later fragments only when their copied flag is
+    set. A packet that fits comes back alone and unchanged.
+    """
+    if len(packet) < 20 or packet[0] >> 4 != 4:
+        raise MalformedIP("not an IPv4 packet")
+    ihl = (packet[0] & 0x0F) * 4
+    total = (packet[2] << 8) | packet[3]
+    if ihl < 20 or not ihl <= total <= len(packet):
+        raise MalformedIP("IPv4 header or total length does not fit the packet")
+    if total <= mtu:
+        return [packet[:total]]
+    flags = (packet[6] << 8) | packet[7]
+    base_offset, more = flags & 0x1FFF, flags & 0x2000
+    later_header = packet[:20] + _copied_options(packet[20:ihl])
+    fragments = []
+    start = ihl
+    header = packet[:ihl]
+    while start < total:
+        room = (mtu - len(header)) & ~7
+        if room <= 0:
+            raise MalformedIP(f"MTU {mtu} leaves no room for a fragment's data")
+        end = min(start + room, total)
+        h = bytearray(header)
+        h[0] = 0x40 | len(h) >> 2
+        struct.pack_into("!H", h, 2, len(h) + end - start)
+        struct.pack_into("!H", h, 6,
+                         base_offset + (start - ihl) // 8 | (0x2000 if end < total else more))
+        h[10:12] = b"\x00\x00"
+        struct.pack_into("!H", h, 10, checksum(bytes(h)))
+        fragments.append(bytes(h) + packet[start:end])
+        start, header = end, later_header
+    return fragments
+
+
+def _copied_options(options: bytes) -> bytes:
+    """The IPv4 options with the copied flag (RFC 791), padded to a multiple of 4 octets."""
+    kept, i = bytearray(), 0
+    while i < len(options):
+        kind = options[i]
+        if kind == 0:  # end of option list
+            break
+        if kind == 1:  # no operation
+            i += 1
+            continue
+        length = options[i + 1] if i + 1 < len(options) else 0
+        if length < 2:
+            break
+        if kind & 0x80:
+            kept += options[i : i + length]
+        i += length
+    return bytes(kept) + b"\x00" * (-len(kept) % 4)
