@@ -121,6 +121,98 @@ def test_bad_input_is_malformed(packet: bytes, mtu: int) -> None:
         ip.fragment_ipv4(packet, mtu)
 
 
+
+# RFC 6040 §4.2, Figure 4: the inner ECN field after decapsulation, None for drop; keys
+# and columns are code points (0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE), by inner and by outer.
+RFC6040 = {0: (0, 0, 0, None), 1: (1, 1, 1, 3), 2: (2, 1, 2, 3), 3: (3, 3, 3, 3)}
+
+
+@pytest.mark.parametrize("version", [4, 6])
+@pytest.mark.parametrize("inner", [0, 1, 2, 3])
+@pytest.mark.parametrize("outer", [0, 1, 2, 3])
+def test_ecn_decapsulation_follows_rfc6040(version: int, inner: int, outer: int) -> None:
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import IPv6
+
+    dscp = 0x2E << 2  # EF, which must survive
+    layer = (IP(src="10.1.0.10", dst="10.2.0.10", tos=dscp | inner) if version == 4
+             else IPv6(src="2001:db8:1::10", dst="2001:db8:2::10", tc=dscp | inner))
+    packet = bytes(layer / UDP(sport=1, dport=2) / b"x")
+    out = ip.ecn_decapsulate(dscp | outer, packet)
+    wanted = RFC6040[inner][outer]
+    if wanted is None:
+        assert out is None
+        return
+    assert out is not None and ip.traffic_class(out) == dscp | wanted
+    assert out[2:] == packet[2:] if version == 6 else out[:1] + out[2:10] + out[12:] == \
+        packet[:1] + packet[2:10] + packet[12:]
+    if version == 4:
+        assert ip.checksum(out[:20]) == 0
+
+
+def test_engine_carries_outer_ce_into_the_inner_packet() -> None:
+    """A router on the WAN marks the outer header CE; the gateway's LAN sees CE (the fast
+    path, AES-GCM over IPv4) and a Not-ECT packet so marked is dropped, not delivered."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from scapy.layers.inet import ICMP, IP
+    from test_engine import TUNNEL, engines
+
+    gw1, gw2 = engines(TUNNEL)
+    for inner_ecn, wanted in ((2, 3), (0, None)):
+        ping = bytes(IP(src="10.1.0.10", dst="10.2.0.10", tos=0xB8 | inner_ecn) / ICMP())
+        wire = bytearray(gw1.outbound(ping).packet)
+        assert wire[1] == 0xB8 | inner_ecn  # DSCP and ECN copied out (RFC 6040 §4.1)
+        wire[1] |= 3  # congestion experienced on the way
+        wire[10:12] = b"\x00\x00"
+        struct.pack_into("!H", wire, 10, ip.checksum(bytes(wire[:20])))
+        result = gw2.inbound(bytes(wire))
+        if wanted is None:
+            assert result.status.value == "malformed" and "RFC 6040" in result.detail
+            continue
+        assert result.status.value == "ok", result.detail
+        assert result.inner[1] == 0xB8 | 3 and ip.checksum(result.inner[:20]) == 0
+        assert IP(result.inner)[ICMP].type == 8
+
+
+
+def test_engine_carries_outer_ce_from_a_udp_4500_datagram() -> None:
+    """ESP in UDP reaches the gateway by a UDP socket, without its IP header: the outer
+    TOS comes as ``outer_tc`` (the socket's IP_RECVTOS)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from scapy.layers.inet import ICMP, IP
+    from test_engine import TUNNEL, engines
+
+    text = TUNNEL.replace("mode tunnel aead", "mode tunnel encap espinudp 4500 4500 0.0.0.0 aead")
+    assert text != TUNNEL
+    gw1, gw2 = engines(text)
+    ping = bytes(IP(src="10.1.0.10", dst="10.2.0.10", tos=0x01) / ICMP())
+    wire = gw1.outbound(ping).packet
+    datagram = wire[28:]  # past the outer IPv4 and UDP headers, as the socket gives it
+    src, dst = ip.as_address("192.0.2.1"), ip.as_address("192.0.2.2")
+    assert gw2.inbound_datagram(datagram, src, dst).inner[1] == 0x01
+    gw1, gw2 = engines(text)
+    datagram = gw1.outbound(ping).packet[28:]
+    result = gw2.inbound_datagram(datagram, src, dst, outer_tc=0x03)
+    assert result.status.value == "ok" and result.inner[1] == 0x03
+
+
+def test_udp_socket_reports_the_tos_it_received() -> None:
+    import socket
+
+    from ipseclab.drivers.gateway_sockets import traffic_class
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        rx.bind(("127.0.0.1", 0))
+        rx.settimeout(2)
+        rx.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+        tx.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0xB9)
+        tx.sendto(b"x", rx.getsockname())
+        _, ancdata, _, _ = rx.recvmsg(100, 128)
+    assert traffic_class(ancdata) == 0xB9
+    assert traffic_class([]) == 0
+
+
 # -- lab ---------------------------------------------------------------------------------
 
 def _lab(tmp_path: Path):

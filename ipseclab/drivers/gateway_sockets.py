@@ -23,6 +23,7 @@ import ipaddress
 import logging
 import socket
 import struct
+import sys
 from typing import TYPE_CHECKING
 
 from ipseclab.drivers.netconf import NetConfError
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from ipseclab.drivers.gateway import Gateway
 
 __all__ = ["IN6_PKTINFO", "IN_PKTINFO", "IPV6_HDRINCL", "IP_PKTINFO", "RECV_BUFFER", "SO_MARK",
-           "GatewaySockets", "encap_offset", "pktinfo_dst"]
+           "GatewaySockets", "encap_offset", "pktinfo_dst", "traffic_class"]
 
 log = logging.getLogger("ipseclab.gateway")
 
@@ -71,6 +72,7 @@ class GatewaySockets:
             udp = self._socket(socket.AF_INET, socket.SOCK_DGRAM)
             udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             udp.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            udp.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)  # ECN, RFC 6040 §4.2
             udp.bind(("0.0.0.0", NAT_T_PORT))
             self._udp[4] = udp
             loop.add_reader(udp.fileno(), self._on_udp, udp, 4)
@@ -87,11 +89,13 @@ class GatewaySockets:
             for proto in (ip.PROTO_ESP, ip.PROTO_AH):
                 sock = self._socket(socket.AF_INET6, socket.SOCK_RAW, proto)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVTCLASS, 1)
                 loop.add_reader(sock.fileno(), self._on_raw6, sock, proto)
             udp6 = self._socket(socket.AF_INET6, socket.SOCK_DGRAM)
             udp6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             udp6.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             udp6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            udp6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVTCLASS, 1)
             udp6.bind(("::", NAT_T_PORT))
             self._udp[6] = udp6
             loop.add_reader(udp6.fileno(), self._on_udp, udp6, 6)
@@ -164,6 +168,16 @@ def encap_offset(packet: bytes) -> int:
     if packet[0] >> 4 == 4:
         return (packet[0] & 0x0F) * 4 + 8
     return ip.parse_header(packet).header_length + 8
+
+
+def traffic_class(ancdata: list) -> int:
+    """The received packet's TOS / Traffic Class (``IP_RECVTOS``, ``IPV6_RECVTCLASS``), or 0."""
+    for level, kind, data in ancdata:
+        if level == socket.IPPROTO_IP and kind == socket.IP_TOS and data:
+            return data[0]
+        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_TCLASS and len(data) >= 4:
+            return int.from_bytes(data[:4], sys.byteorder) & 0xFF
+    return 0
 
 
 def pktinfo_dst(ancdata: list, family: int) -> bytes | None:

@@ -338,3 +338,39 @@ def _copied_options(options: bytes) -> bytes:
             kept += options[i : i + length]
         i += length
     return bytes(kept) + b"\x00" * (-len(kept) % 4)
+
+
+def ecn_decapsulate(outer_traffic_class: int, inner: bytes) -> bytes | None:
+    """The inner packet with the ECN field a tunnel's outer header asks for, or None to drop.
+
+    RFC 6040 §4.2: an encapsulator that copies ECN to the outer header (normal mode, as this
+    gateway and Linux do) relies on the decapsulator to carry congestion marks a router made
+    on the outer header into the inner one: outer CE turns an ECN-capable inner packet into
+    CE and drops a Not-ECT one (its sender could not hear of the congestion otherwise);
+    outer ECT(1) over inner ECT(0) gives ECT(1). Every other combination keeps the inner
+    field. The common case, an outer Not-ECT, returns ``inner`` itself.
+    """
+    outer = outer_traffic_class & 3
+    if not outer:
+        return inner
+    v4 = inner[0] >> 4 == 4
+    current = inner[1] & 3 if v4 else (inner[1] >> 4) & 3
+    if outer == 3:
+        if current == 0:
+            return None
+        wanted = 3
+    elif outer == 1 and current == 2:
+        wanted = 1
+    else:
+        return inner
+    if wanted == current:
+        return inner
+    packet = bytearray(inner)
+    if v4:
+        packet[1] = (packet[1] & 0xFC) | wanted
+        ihl = (packet[0] & 0x0F) * 4
+        packet[10:12] = b"\x00\x00"
+        struct.pack_into("!H", packet, 10, checksum(bytes(packet[:ihl])))
+    else:
+        packet[1] = (packet[1] & 0xCF) | wanted << 4
+    return bytes(packet)
