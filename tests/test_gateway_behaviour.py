@@ -255,3 +255,51 @@ def test_small_wan_fragments_the_outer_packet_and_tcp_flows(tmp_path: Path) -> N
                          capture_output=True, text=True, timeout=30).stdout
     assert re.search(r"proto ESP \(50\), length 1396\)", out), out  # 1400 - 4: 8-octet units
 
+
+
+@pytest.mark.root
+@needs_root
+def test_gateway_manners_match_strongswan(tmp_path: Path) -> None:
+    """What strongSwan with kernel-libipsec does too (checked against it by hand, see the
+    module docstring), on a 1500-octet WAN with a 1400-octet TUN."""
+    udp_probe = ("import socket; s = socket.socket(2, 2); s.settimeout(2);"
+                 " s.connect(('10.2.0.10', 9)); s.send(b'x')\n"
+                 "try:\n    s.recv(10)\nexcept OSError as e:\n    print(type(e).__name__)")
+    with _lab(tmp_path) as lab:
+        for gw in ("gw1", "gw2"):  # the lab turns IPv6 off on IPv4-only links
+            lab.cmd(gw, "sysctl -qw net.ipv6.conf.eth1.accept_dad=0"
+                        " net.ipv6.conf.eth1.disable_ipv6=0")
+        assert lab.ping("h1", "h2", count=3, interval=0.3).received >= 2  # SA up on trap
+        with lab.capture("wan") as pcap:
+            too_big = lab.cmd("h1", "ping -n -c 1 -W 1 -M do -s 1472 10.2.0.10")
+            ttl1 = lab.cmd("h1", "ping -n -c 1 -W 1 -t 1 10.2.0.10")
+            ttl2 = lab.cmd("h1", "ping -n -c 1 -W 1 -t 2 10.2.0.10")
+            ttl3 = lab.cmd("h1", "ping -n -c 1 -W 1 -t 3 10.2.0.10")
+            ef = lab.cmd("h1", "ping -n -q -c 2 -i 0.2 -W 1 -Q 0xb8 10.2.0.10")
+            refused = lab.cmd("h1", sys.executable, "-c", udp_probe)
+            wan = lab.cmd("gw1", "ping -n -q -c 2 -i 0.2 -W 1 192.0.2.2")
+            own = lab.cmd("gw1", "ping -n -q -c 2 -i 0.2 -W 1 10.2.0.10")
+            # Neighbour discovery on the WAN: gw1 finds gw2's link-local address.
+            local = re.search(r"fe80::[0-9a-f:]+", lab.cmd("gw2", "ip -6 addr show dev eth1"))
+            assert local, "gw2 has no link-local address on eth1"
+            nd = lab.cmd("gw1", f"ping -6 -n -c 2 -i 0.2 -W 1 {local[0]}%eth1")
+    # RFC 1191: the DF packet that does not fit the TUN is refused with its MTU.
+    assert "From 10.1.0.1 icmp_seq=1 Frag needed and DF set (mtu = 1400)" in too_big, too_big
+    # Each gateway is one router hop: TTL decremented once by each (traceroute sees both).
+    assert "From 10.1.0.1 icmp_seq=1 Time to live exceeded" in ttl1, ttl1
+    assert "From 10.2.0.1 icmp_seq=1 Time to live exceeded" in ttl2, ttl2
+    assert "ttl=62" in ttl3, ttl3
+    assert " 2 received" in ef and " 2 received" in wan and " 2 received" in own
+    assert " 2 received" in nd, nd
+    # An ICMP error from the far LAN comes back through the tunnel (port unreachable).
+    assert "ConnectionRefusedError" in refused, refused
+
+    def wire(expr: str) -> str:
+        return subprocess.run(["tcpdump", "-nr", str(pcap), "-v", expr], capture_output=True,
+                              text=True, timeout=30).stdout
+    # RFC 4301 §5.1.2.1: the inner DS field is copied to the outer header.
+    assert wire("src 192.0.2.1 and esp and ip[1] == 0xb8").count("proto ESP") == 2
+    # The gateways' own WAN traffic is neither swallowed nor protected; LAN traffic, the
+    # gateway's own included, never crosses the WAN in the clear.
+    assert wire("icmp and host 192.0.2.1 and host 192.0.2.2").count("echo reply") == 2
+    assert "ICMP" not in wire("icmp and net 10.0.0.0/8")
