@@ -3,7 +3,9 @@
 * Out. A raw ``IPPROTO_RAW`` socket per family sends whole packets the engine built
   (``IP_HDRINCL``: AH's ICV covers the outer header, RFC 4302 §3.3.3.1, so the kernel must not
   build it); ESP in UDP (RFC 3948 §2.1) leaves by the UDP 4500 socket, which wants the ESP
-  datagram alone. :meth:`GatewaySockets._plan` decides this once per outbound SA.
+  datagram alone. :meth:`GatewaySockets._plan` decides this once per outbound SA. A raw
+  socket never fragments: what the link is too small for leaves as IPv4 fragments
+  (:meth:`GatewaySockets._send_fragments`, RFC 4301 §8.1), as the UDP socket's would.
 * In. Raw sockets for IP protocols 50 (ESP) and 51 (AH) receive what this kernel does not
   process itself; UDP 4500 receives ESP in UDP, NAT-T keepalives and IKE behind the non-ESP
   marker (RFC 3948 §2.2). ``IP_PKTINFO``/``IPV6_PKTINFO`` tell which of our addresses a
