@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -56,6 +57,7 @@ from ipseclab.drivers.gateway_sad import GatewaySad
 from ipseclab.drivers.gateway_sockets import GatewaySockets
 from ipseclab.drivers.gateway_sockets import encap_offset as _encap_offset
 from ipseclab.drivers.gateway_sockets import pktinfo_dst as _pktinfo_dst
+from ipseclab.drivers.gateway_sockets import traffic_class as _traffic_class
 from ipseclab.drivers.netconf import NetConf
 from ipseclab.drivers.tun import TunDevice
 from ipseclab.ipsec import ip
@@ -96,6 +98,7 @@ class Gateway(GatewayRoutes, GatewaySockets, GatewaySad, GatewayCommands):
         self._lifetime_task: asyncio.Task | None = None
         self._routes: dict[tuple[int, str], list[str]] = {}
         self._addresses = AddressCache()
+        self._link_mtus: dict[str, int] = {}  # per peer address, learnt from EMSGSIZE
         self._stop = asyncio.Event()
         self._control: ControlServer | None = None
         self._keylog = None
@@ -217,6 +220,10 @@ class Gateway(GatewayRoutes, GatewaySockets, GatewaySad, GatewayCommands):
             try:
                 sock.sendto(data, addr)
             except OSError as exc:
+                if exc.errno == errno.EMSGSIZE and not strip:
+                    # A raw socket never fragments: we must (RFC 4301 §8.1).
+                    self._send_fragments(sock, data, addr)
+                    return
                 c.send_errors += 1
                 self.ratelog("send", "sending to %s: %s", addr[0], exc.strerror)
                 return
@@ -278,7 +285,7 @@ class Gateway(GatewayRoutes, GatewaySockets, GatewaySad, GatewayCommands):
     def _on_raw6(self, sock: socket.socket, proto: int) -> None:
         for _ in range(BATCH):
             try:
-                data, ancdata, _flags, addr = sock.recvmsg(65535, 64)
+                data, ancdata, _flags, addr = sock.recvmsg(65535, 128)
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -293,7 +300,8 @@ class Gateway(GatewayRoutes, GatewaySockets, GatewaySad, GatewayCommands):
                 src_addr = cache.get_address(socket.inet_pton(socket.AF_INET6,
                                                               addr[0].split("%")[0]))
                 # The kernel strips the IPv6 header; the engine wants the whole packet back.
-                header = ip.ipv6_header(src_addr, cache.get_address(dst), proto, len(data))
+                header = ip.ipv6_header(src_addr, cache.get_address(dst), proto, len(data),
+                                        traffic_class=_traffic_class(ancdata))
             except (OSError, ValueError):
                 self.counters.internal_errors += 1
                 continue
@@ -336,7 +344,7 @@ class Gateway(GatewayRoutes, GatewaySockets, GatewaySad, GatewayCommands):
         cache = self._addresses
         for _ in range(BATCH):
             try:
-                data, ancdata, _flags, addr = sock.recvmsg(65535, 64)
+                data, ancdata, _flags, addr = sock.recvmsg(65535, 128)
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -360,7 +368,8 @@ class Gateway(GatewayRoutes, GatewaySockets, GatewaySad, GatewayCommands):
                 src = cache.get_address(socket.inet_pton(
                     socket.AF_INET if family == 4 else socket.AF_INET6, addr[0].split("%")[0]))
                 result = self.engine.inbound_datagram(data, src, cache.get_address(dst),
-                                                      monotonic())
+                                                      monotonic(),
+                                                      outer_tc=_traffic_class(ancdata))
             except Exception:
                 c.internal_errors += 1
                 self.ratelog("internal-udp", "UDP 4500 datagram failed", exc_info=True)

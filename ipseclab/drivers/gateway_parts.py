@@ -91,6 +91,7 @@ class DriverCounters:
     acquire: int = 0
     protect_errors: int = 0
     send_errors: int = 0
+    fragmented: int = 0  # protected packets too big for the link, sent as IPv4 fragments
     tun_write_errors: int = 0
     keepalives: int = 0
     ike_received: int = 0

@@ -3,7 +3,9 @@
 * Out. A raw ``IPPROTO_RAW`` socket per family sends whole packets the engine built
   (``IP_HDRINCL``: AH's ICV covers the outer header, RFC 4302 §3.3.3.1, so the kernel must not
   build it); ESP in UDP (RFC 3948 §2.1) leaves by the UDP 4500 socket, which wants the ESP
-  datagram alone. :meth:`GatewaySockets._plan` decides this once per outbound SA.
+  datagram alone. :meth:`GatewaySockets._plan` decides this once per outbound SA. A raw
+  socket never fragments: what the link is too small for leaves as IPv4 fragments
+  (:meth:`GatewaySockets._send_fragments`, RFC 4301 §8.1), as the UDP socket's would.
 * In. Raw sockets for IP protocols 50 (ESP) and 51 (AH) receive what this kernel does not
   process itself; UDP 4500 receives ESP in UDP, NAT-T keepalives and IKE behind the non-ESP
   marker (RFC 3948 §2.2). ``IP_PKTINFO``/``IPV6_PKTINFO`` tell which of our addresses a
@@ -23,6 +25,7 @@ import ipaddress
 import logging
 import socket
 import struct
+import sys
 from typing import TYPE_CHECKING
 
 from ipseclab.drivers.netconf import NetConfError
@@ -35,7 +38,7 @@ if TYPE_CHECKING:
     from ipseclab.drivers.gateway import Gateway
 
 __all__ = ["IN6_PKTINFO", "IN_PKTINFO", "IPV6_HDRINCL", "IP_PKTINFO", "RECV_BUFFER", "SO_MARK",
-           "GatewaySockets", "encap_offset", "pktinfo_dst"]
+           "GatewaySockets", "encap_offset", "pktinfo_dst", "traffic_class"]
 
 log = logging.getLogger("ipseclab.gateway")
 
@@ -44,6 +47,7 @@ IP_PKTINFO = 8
 IPV6_HDRINCL = 36
 IN_PKTINFO = struct.Struct("=I4s4s")  # ifindex, spec_dst, addr (the header's destination)
 IN6_PKTINFO = struct.Struct("=16sI")  # addr, ifindex
+IP_MTU = 14  # getsockopt on a connected socket: the route's MTU (linux/in.h)
 RECV_BUFFER = 4 << 20
 
 
@@ -70,6 +74,7 @@ class GatewaySockets:
             udp = self._socket(socket.AF_INET, socket.SOCK_DGRAM)
             udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             udp.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            udp.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)  # ECN, RFC 6040 §4.2
             udp.bind(("0.0.0.0", NAT_T_PORT))
             self._udp[4] = udp
             loop.add_reader(udp.fileno(), self._on_udp, udp, 4)
@@ -86,11 +91,13 @@ class GatewaySockets:
             for proto in (ip.PROTO_ESP, ip.PROTO_AH):
                 sock = self._socket(socket.AF_INET6, socket.SOCK_RAW, proto)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVTCLASS, 1)
                 loop.add_reader(sock.fileno(), self._on_raw6, sock, proto)
             udp6 = self._socket(socket.AF_INET6, socket.SOCK_DGRAM)
             udp6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             udp6.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             udp6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            udp6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVTCLASS, 1)
             udp6.bind(("::", NAT_T_PORT))
             self._udp[6] = udp6
             loop.add_reader(udp6.fileno(), self._on_udp, udp6, 6)
@@ -117,6 +124,41 @@ class GatewaySockets:
         plan = self._send_plan[sa] = (sock, addr, strip)
         return plan
 
+    def _send_fragments(self: Gateway, sock: socket.socket, packet: bytes, addr: tuple) -> None:
+        """Send a protected packet the link is too small for as IPv4 fragments.
+
+        A raw ``IP_HDRINCL`` socket refuses (EMSGSIZE) what exceeds the outgoing link's MTU,
+        whatever DF says, where the kernel would fragment a UDP datagram. RFC 4301 §8.1 lets a
+        tunnel fragment the outer packet after encapsulation, and strongSwan's kernel-libipsec
+        does (its ESP leaves by UDP): without this, a WAN smaller than the TUN MTU plus the
+        tunnel overhead swallows every large packet, and TCP stalls.
+        """
+        c = self.counters
+        dst = addr[0]
+        try:
+            if packet[0] >> 4 != 4:
+                raise OSError(0, "IPv6 outer packet larger than the link MTU")
+            mtu = self._link_mtus.get(dst) or self._link_mtu(dst)
+            fragments = ip.fragment_ipv4(packet, mtu)
+            for fragment in fragments:
+                sock.sendto(fragment, addr)
+        except (OSError, ip.MalformedIP) as exc:
+            self._link_mtus.pop(dst, None)  # the link may have shrunk: ask again next time
+            c.send_errors += 1
+            self.ratelog("send", "sending to %s: %s", dst, getattr(exc, "strerror", exc))
+            return
+        c.fragmented += 1
+        c.protected += 1
+        c.wire_sent += len(fragments)
+
+    def _link_mtu(self: Gateway, dst: str) -> int:
+        """The MTU of our (marked) route to ``dst``, as the kernel knows it."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, SO_MARK, self.options.mark)
+            probe.connect((dst, NAT_T_PORT))
+            mtu = self._link_mtus[dst] = probe.getsockopt(socket.IPPROTO_IP, IP_MTU)
+        return mtu
+
     def send_ike(self: Gateway, message: bytes, remote: tuple[str, int]) -> None:
         """Send an IKE message from UDP 4500, behind the non-ESP marker (RFC 3948 §2.2)."""
         family = ipaddress.ip_address(remote[0]).version
@@ -128,6 +170,16 @@ def encap_offset(packet: bytes) -> int:
     if packet[0] >> 4 == 4:
         return (packet[0] & 0x0F) * 4 + 8
     return ip.parse_header(packet).header_length + 8
+
+
+def traffic_class(ancdata: list) -> int:
+    """The received packet's TOS / Traffic Class (``IP_RECVTOS``, ``IPV6_RECVTCLASS``), or 0."""
+    for level, kind, data in ancdata:
+        if level == socket.IPPROTO_IP and kind == socket.IP_TOS and data:
+            return data[0]
+        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_TCLASS and len(data) >= 4:
+            return int.from_bytes(data[:4], sys.byteorder) & 0xFF
+    return 0
 
 
 def pktinfo_dst(ancdata: list, family: int) -> bytes | None:

@@ -193,6 +193,8 @@ class IpsecEngine:
             total = (packet[2] << 8) | packet[3]
             if sa is not None and sa.mode is Mode.TUNNEL and total <= len(packet):
                 result = esp.decapsulate(sa, packet)
+                if packet[1] & 3:
+                    result = self._ecn(result, packet[1])
                 return self._count(self._check_inner(self._lifetime_in(result, now)))
         try:
             hdr = ip.parse_inbound_header(packet)
@@ -233,7 +235,23 @@ class IpsecEngine:
                 return self.inbound(result.inner, now)
         else:
             return self._count(Unprotected(Status.MALFORMED, detail=f"protocol {proto}"))
+        outer_tc = ip.traffic_class(packet)
+        if outer_tc & 3 and result.sa is not None and result.sa.mode is Mode.TUNNEL:
+            result = self._ecn(result, outer_tc)
         return self._count(self._check_inner(self._lifetime_in(result, now)))
+
+    @staticmethod
+    def _ecn(result: Unprotected, outer_tc: int) -> Unprotected:
+        """Carry the outer header's ECN into a tunnel's inner packet (RFC 6040 §4.2)."""
+        if result.status is not Status.OK or result.inner is None:
+            return result
+        inner = ip.ecn_decapsulate(outer_tc, result.inner)
+        if inner is None:
+            result.status = Status.MALFORMED
+            result.detail = "outer header marked CE over a Not-ECT inner packet (RFC 6040 §4.2)"
+        else:
+            result.inner = inner
+        return result
 
     def _lifetime_in(self, result: Unprotected, now: float | None) -> Unprotected:
         if result.status is Status.OK and not self._account(result.sa, len(result.payload), now):
@@ -242,8 +260,12 @@ class IpsecEngine:
         return result
 
     def inbound_datagram(self, datagram: bytes, src: ip.IPAddress,
-                         dst: ip.IPAddress, now: float | None = None) -> Unprotected:
-        """Process an ESP datagram that arrived without its IP header (a UDP 4500 socket)."""
+                         dst: ip.IPAddress, now: float | None = None, *,
+                         outer_tc: int = 0) -> Unprotected:
+        """Process an ESP datagram that arrived without its IP header (a UDP 4500 socket).
+
+        ``outer_tc`` is the outer header's TOS / Traffic Class, for ECN (RFC 6040 §4.2).
+        """
         if len(datagram) < 8:
             return self._count(Unprotected(Status.MALFORMED, detail="ESP header truncated"))
         spi = int.from_bytes(datagram[:4], "big")
@@ -258,6 +280,8 @@ class IpsecEngine:
             if sa.mode.value == "transport":
                 outer = ip.parse_header(ip.ip_header(src, dst, result.next_header, 0))
             result = esp.inner_packet(sa, result, outer)
+            if outer_tc & 3 and sa.mode is Mode.TUNNEL:
+                result = self._ecn(result, outer_tc)
         return self._count(self._check_inner(self._lifetime_in(result, now)))
 
     def _check_inner(self, result: Unprotected) -> Unprotected:

@@ -280,3 +280,97 @@ def fix_transport_checksum(packet: bytes) -> bytes:
         value = 0xFFFF
     struct.pack_into("!H", seg, off, value)
     return hdr.header + bytes(seg)
+
+
+def fragment_ipv4(packet: bytes, mtu: int) -> list[bytes]:
+    """Split an IPv4 packet into fragments of at most ``mtu`` octets (RFC 791, "Fragmentation").
+
+    A tunnel gateway fragments the outer packet after encapsulation when it does not fit the
+    link (RFC 4301 §8.1): the peer reassembles before it processes ESP or AH. DF is cleared
+    on the fragments; options are copied into later fragments only when their copied flag is
+    set. A packet that fits comes back alone and unchanged.
+    """
+    if len(packet) < 20 or packet[0] >> 4 != 4:
+        raise MalformedIP("not an IPv4 packet")
+    ihl = (packet[0] & 0x0F) * 4
+    total = (packet[2] << 8) | packet[3]
+    if ihl < 20 or not ihl <= total <= len(packet):
+        raise MalformedIP("IPv4 header or total length does not fit the packet")
+    if total <= mtu:
+        return [packet[:total]]
+    flags = (packet[6] << 8) | packet[7]
+    base_offset, more = flags & 0x1FFF, flags & 0x2000
+    later_header = packet[:20] + _copied_options(packet[20:ihl])
+    fragments = []
+    start = ihl
+    header = packet[:ihl]
+    while start < total:
+        room = (mtu - len(header)) & ~7
+        if room <= 0:
+            raise MalformedIP(f"MTU {mtu} leaves no room for a fragment's data")
+        end = min(start + room, total)
+        h = bytearray(header)
+        h[0] = 0x40 | len(h) >> 2
+        struct.pack_into("!H", h, 2, len(h) + end - start)
+        struct.pack_into("!H", h, 6,
+                         base_offset + (start - ihl) // 8 | (0x2000 if end < total else more))
+        h[10:12] = b"\x00\x00"
+        struct.pack_into("!H", h, 10, checksum(bytes(h)))
+        fragments.append(bytes(h) + packet[start:end])
+        start, header = end, later_header
+    return fragments
+
+
+def _copied_options(options: bytes) -> bytes:
+    """The IPv4 options with the copied flag (RFC 791), padded to a multiple of 4 octets."""
+    kept, i = bytearray(), 0
+    while i < len(options):
+        kind = options[i]
+        if kind == 0:  # end of option list
+            break
+        if kind == 1:  # no operation
+            i += 1
+            continue
+        length = options[i + 1] if i + 1 < len(options) else 0
+        if length < 2:
+            break
+        if kind & 0x80:
+            kept += options[i : i + length]
+        i += length
+    return bytes(kept) + b"\x00" * (-len(kept) % 4)
+
+
+def ecn_decapsulate(outer_traffic_class: int, inner: bytes) -> bytes | None:
+    """The inner packet with the ECN field a tunnel's outer header asks for, or None to drop.
+
+    RFC 6040 §4.2: an encapsulator that copies ECN to the outer header (normal mode, as this
+    gateway and Linux do) relies on the decapsulator to carry congestion marks a router made
+    on the outer header into the inner one: outer CE turns an ECN-capable inner packet into
+    CE and drops a Not-ECT one (its sender could not hear of the congestion otherwise);
+    outer ECT(1) over inner ECT(0) gives ECT(1). Every other combination keeps the inner
+    field. The common case, an outer Not-ECT, returns ``inner`` itself.
+    """
+    outer = outer_traffic_class & 3
+    if not outer:
+        return inner
+    v4 = inner[0] >> 4 == 4
+    current = inner[1] & 3 if v4 else (inner[1] >> 4) & 3
+    if outer == 3:
+        if current == 0:
+            return None
+        wanted = 3
+    elif outer == 1 and current == 2:
+        wanted = 1
+    else:
+        return inner
+    if wanted == current:
+        return inner
+    packet = bytearray(inner)
+    if v4:
+        packet[1] = (packet[1] & 0xFC) | wanted
+        ihl = (packet[0] & 0x0F) * 4
+        packet[10:12] = b"\x00\x00"
+        struct.pack_into("!H", packet, 10, checksum(bytes(packet[:ihl])))
+    else:
+        packet[1] = (packet[1] & 0xCF) | wanted << 4
+    return bytes(packet)
