@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -369,6 +370,27 @@ def test_site_to_site_tunnel_ipv6(lab):
     assert kinds.count("esp") >= 6 and set(kinds) == {"esp"}, kinds
     sas = sa_by_dir(s1)
     assert sas["out"]["mode"] == "tunnel" and sas["in"]["packets"] >= 3
+
+
+def test_ipv6_outer_packets_too_big_for_the_wan_leave_in_fragments(lab):
+    """WAN MTU 1280 (IPv6's minimum) under a TUN MTU of 1400: a 1400-octet inner packet
+    becomes ~1460 octets of ESP in IPv6, which the raw socket refuses (EMSGSIZE). The gateway
+    sends it as IPv6 fragments (RFC 8200 §4.5) and the ping arrives; it was lost before."""
+    h1, gw1, gw2, _h2 = site_to_site_ipv6(lab, "-6f")
+    for ns in (gw1, gw2):
+        lab.run(ns, "ip", "link", "set", "wan", "mtu", "1280")
+    s1 = lab.gateway(gw1, "gw1-v6.xfrm", "gw61f")
+    lab.gateway(gw2, "gw2-v6.xfrm", "gw62f")
+    with lab.capture(gw1, "wan") as pcap:
+        result = lab.run(h1, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-s", "1300",
+                         "fd02::2", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    stats = ctl(s1, "stats")["driver"]
+    assert stats["fragmented"] >= 3 and stats["send_errors"] == 0, stats
+    out = sh("tcpdump", "-nr", str(pcap), "-v", "ip6 and src 2001:db8::1").stdout
+    # 1280 = 40 + 8 + 1232: first fragments of 1232 octets, each packet its own identification
+    firsts = re.findall(r"frag \((0x[0-9a-f]+):0\|1232\) ESP", out)
+    assert len(firsts) >= 3 and len(set(firsts)) == len(firsts), out
 
 
 IKE6 = """\

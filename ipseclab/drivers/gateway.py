@@ -99,6 +99,7 @@ class Gateway(GatewayRoutes, GatewaySockets, GatewaySad, GatewayCommands):
         self._routes: dict[tuple[int, str], list[str]] = {}
         self._addresses = AddressCache()
         self._link_mtus: dict[str, int] = {}  # per peer address, learnt from EMSGSIZE
+        self._fragment_id = int.from_bytes(os.urandom(4), "big")  # IPv6 fragments (RFC 8200)
         self._stop = asyncio.Event()
         self._control: ControlServer | None = None
         self._keylog = None

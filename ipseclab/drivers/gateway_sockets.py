@@ -48,6 +48,7 @@ IPV6_HDRINCL = 36
 IN_PKTINFO = struct.Struct("=I4s4s")  # ifindex, spec_dst, addr (the header's destination)
 IN6_PKTINFO = struct.Struct("=16sI")  # addr, ifindex
 IP_MTU = 14  # getsockopt on a connected socket: the route's MTU (linux/in.h)
+IPV6_MTU = 24  # the same for IPv6 (linux/in6.h)
 RECV_BUFFER = 4 << 20
 
 
@@ -125,21 +126,24 @@ class GatewaySockets:
         return plan
 
     def _send_fragments(self: Gateway, sock: socket.socket, packet: bytes, addr: tuple) -> None:
-        """Send a protected packet the link is too small for as IPv4 fragments.
+        """Send a protected packet the link is too small for as fragments.
 
         A raw ``IP_HDRINCL`` socket refuses (EMSGSIZE) what exceeds the outgoing link's MTU,
         whatever DF says, where the kernel would fragment a UDP datagram. RFC 4301 §8.1 lets a
         tunnel fragment the outer packet after encapsulation, and strongSwan's kernel-libipsec
         does (its ESP leaves by UDP): without this, a WAN smaller than the TUN MTU plus the
-        tunnel overhead swallows every large packet, and TCP stalls.
+        tunnel overhead swallows every large packet, and TCP stalls. IPv6 fragments carry a
+        Fragment header (RFC 8200 §4.5), each fragmented packet a new identification.
         """
         c = self.counters
         dst = addr[0]
         try:
-            if packet[0] >> 4 != 4:
-                raise OSError(0, "IPv6 outer packet larger than the link MTU")
             mtu = self._link_mtus.get(dst) or self._link_mtu(dst)
-            fragments = ip.fragment_ipv4(packet, mtu)
+            if packet[0] >> 4 == 4:
+                fragments = ip.fragment_ipv4(packet, mtu)
+            else:
+                self._fragment_id = (self._fragment_id + 1) & 0xFFFFFFFF
+                fragments = ip.fragment_ipv6(packet, mtu, self._fragment_id)
             for fragment in fragments:
                 sock.sendto(fragment, addr)
         except (OSError, ip.MalformedIP) as exc:
@@ -153,10 +157,12 @@ class GatewaySockets:
 
     def _link_mtu(self: Gateway, dst: str) -> int:
         """The MTU of our (marked) route to ``dst``, as the kernel knows it."""
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        v6 = ipaddress.ip_address(dst).version == 6
+        with socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, SO_MARK, self.options.mark)
             probe.connect((dst, NAT_T_PORT))
-            mtu = self._link_mtus[dst] = probe.getsockopt(socket.IPPROTO_IP, IP_MTU)
+            mtu = self._link_mtus[dst] = (probe.getsockopt(socket.IPPROTO_IPV6, IPV6_MTU) if v6
+                                          else probe.getsockopt(socket.IPPROTO_IP, IP_MTU))
         return mtu
 
     def send_ike(self: Gateway, message: bytes, remote: tuple[str, int]) -> None:

@@ -321,6 +321,57 @@ def fragment_ipv4(packet: bytes, mtu: int) -> list[bytes]:
     return fragments
 
 
+IPV6_MIN_MTU = 1280  # RFC 8200 §5: every IPv6 link carries at least this much
+
+
+def fragment_ipv6(packet: bytes, mtu: int, identification: int) -> list[bytes]:
+    """Split an IPv6 packet into fragments of at most ``mtu`` octets (RFC 8200 §4.5).
+
+    In IPv6 only the source fragments, with a Fragment header (next header 44) after the
+    unfragmentable part: the fixed header and any Hop-by-Hop or Routing header (and the
+    Destination Options header before a Routing header). ``identification`` must differ for
+    every packet the gateway fragments to this destination within a reassembly lifetime. A
+    packet that fits comes back alone and unchanged.
+    """
+    if len(packet) < 40 or packet[0] >> 4 != 6:
+        raise MalformedIP("not an IPv6 packet")
+    total = 40 + ((packet[4] << 8) | packet[5])
+    if total > len(packet):
+        raise MalformedIP("IPv6 payload length does not fit the packet")
+    if total <= mtu:
+        return [packet[:total]]
+    if mtu < IPV6_MIN_MTU:
+        raise MalformedIP(f"MTU {mtu} is below IPv6's minimum of {IPV6_MIN_MTU}")
+    # The unfragmentable part: walk Hop-by-Hop, Routing and the Destination Options header
+    # that precedes a Routing header (RFC 8200 §4.5).
+    next_at, next_header, end = 6, packet[6], 40
+    chain = []
+    while next_header in (PROTO_HOPOPTS, PROTO_ROUTING, PROTO_DSTOPTS):
+        if end + 8 > total:
+            raise MalformedIP("extension header runs past the packet")
+        chain.append((next_at, next_header, end, end + (packet[end + 1] + 1) * 8))
+        next_at, next_header, end = end, packet[end], chain[-1][3]
+    while chain and chain[-1][1] == PROTO_DSTOPTS:  # options for the final destination
+        next_at, next_header, end, _ = chain.pop()
+    if next_header == PROTO_FRAGMENT:
+        raise MalformedIP("the packet is a fragment already")
+    unfragmentable = bytearray(packet[:end])
+    unfragmentable[next_at] = PROTO_FRAGMENT
+    room = (mtu - end - 8) & ~7
+    fragments = []
+    start = end
+    while start < total:
+        stop = min(start + room, total)
+        more = 1 if stop < total else 0
+        head = bytearray(unfragmentable)
+        struct.pack_into("!H", head, 4, len(head) - 40 + 8 + stop - start)
+        fragment_header = struct.pack("!BBHI", next_header, 0,
+                                      (start - end) | more, identification & 0xFFFFFFFF)
+        fragments.append(bytes(head) + fragment_header + packet[start:stop])
+        start = stop
+    return fragments
+
+
 def _copied_options(options: bytes) -> bytes:
     """The IPv4 options with the copied flag (RFC 791), padded to a multiple of 4 octets."""
     kept, i = bytearray(), 0
