@@ -572,3 +572,23 @@ def test_the_delete_of_a_stopping_gateway_is_logged(tmp_path: Path) -> None:
     after_stop = log[log.rindex("stopping"):]
     assert re.search(r"sent to 192\.0\.2\.2\[500\]: INFORMATIONAL #\d+ request from initiator:"
                      r" SK\{DELETE\}", after_stop), after_stop
+
+
+def test_list_sas_names_the_inbound_sa_a_rekey_retires(tmp_path: Path) -> None:
+    """After a child SA rekey the old inbound SA stays 5 s for packets in flight (RFC 7296
+    §2.8); ``ctl list-sas`` shows it as that child's retiring SA, not as a manual SA."""
+    from ipseclab.drivers.cli_gateway import format_ike_sas
+
+    gateways = {f"gw{i}": GatewaySpec("ipseclab", (CONFIGS / f"gw{i}.swanctl.conf",))
+                for i in (1, 2)}
+    with Lab("site-to-site", tmp_path / "lab", gateways) as lab:
+        assert ping_replies(lab, "h1", "h2", 2, 0.2)[1] >= 1
+        assert ctl(lab, "gw1", "rekey", target="net")["rekeyed"] == ["net{1}"]
+        log = tmp_path / "lab" / "gw1" / "gateway.log"
+        assert wait_until(lambda: "deleted (rekeyed)" in log.read_text(), 5) is not None
+        sas = ctl(lab, "gw1", "list-sas")
+        ike_sas = ctl(lab, "gw1", "list-ike-sas")
+    retiring = [s for s in sas if s.get("retiring")]
+    assert len(retiring) == 1 and retiring[0]["child"] == "net", sas
+    text = format_ike_sas(ike_sas, sas)
+    assert "net: rekeyed, its old inbound SA" in text and "manual{" not in text, text

@@ -273,6 +273,10 @@ def format_ike_sas(ike_sas: list[dict[str, Any]], sas: list[dict[str, Any]]) -> 
                              f" {sa['packets']:>8} packets")
             lines.append(f"    local  {' '.join(child['local_ts'])}")
             lines.append(f"    remote {' '.join(child['remote_ts'])}")
+    for sa in sas:
+        if sa.get("retiring"):
+            lines.append(f"  {sa['child']}: rekeyed, its old inbound SA {sa['spi'][2:]} kept a"
+                         f" few seconds for packets in flight ({sa['packets']} packets)")
     manual = [s for s in sas if "ike_sa" not in s]
     if manual:
         lines.append(format_sas(manual))

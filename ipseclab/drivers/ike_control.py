@@ -83,6 +83,9 @@ class IkeControl:
             if found:
                 state = found[1]
                 row.update(ike_sa=state.ike_sa, connection=state.connection, child=state.child)
+            elif (sa.spi, str(sa.dst)) in self.retiring:
+                ike_sa, connection, child = self.retiring[(sa.spi, str(sa.dst))]
+                row.update(ike_sa=ike_sa, connection=connection, child=child, retiring=True)
             rows.append(row)
         return rows
 

@@ -179,7 +179,7 @@ class IkeEvents:
                 # Packets the peer sent on the old SA may still be on their way, or wait in
                 # the raw socket while the DELETE came in first on the UDP one: keep the old
                 # inbound SA a little longer (strongSwan's delete_rekeyed_delay).
-                self._sad_remove_later(pair[0])
+                self._sad_remove_later(pair[0], state)
             else:
                 self._sad_remove(pair[0])
             if pair[2]:

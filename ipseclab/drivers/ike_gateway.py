@@ -120,6 +120,8 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
         self.gateway: Gateway | None = None
         self.book: PolicyBook | None = None
         self.children: dict[int, ChildState] = {}
+        # Rekeyed inbound SAs kept for packets in flight: (SPI, dst) -> IKE SA, conn, child.
+        self.retiring: dict[tuple[int, str], tuple[str, str, str]] = {}
         self.ike: dict[str, IkeInfo] = {}
         self._sad_keys: set[tuple[int, str]] = set()
         self._sock500: dict[int, socket.socket] = {}
@@ -454,6 +456,7 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
 
     def _sad_remove(self, sa: SecurityAssociation) -> None:
         key = (sa.spi, str(sa.dst))
+        self.retiring.pop(key, None)
         if key not in self._sad_keys:
             return
         self._sad_keys.discard(key)
@@ -463,8 +466,10 @@ class IkeGateway(IkeEvents, IkeTraps, IkeControl):
             sad.remove(found)
         self.gateway._send_plan.pop(found or sa, None)
 
-    def _sad_remove_later(self, sa: SecurityAssociation) -> None:
-        """Remove a rekeyed inbound SA after :data:`DELETE_REKEYED_DELAY` seconds."""
+    def _sad_remove_later(self, sa: SecurityAssociation, state: ChildState) -> None:
+        """Remove a rekeyed inbound SA after :data:`DELETE_REKEYED_DELAY` seconds; until
+        then ``ctl list-sas`` shows it as the retiring SA of its child SA."""
+        self.retiring[(sa.spi, str(sa.dst))] = (state.ike_sa, state.connection, state.child)
         asyncio.get_running_loop().call_later(DELETE_REKEYED_DELAY, self._sad_remove, sa)
 
     def _add_outbound(self, state: ChildState, spi_in: int) -> None:
