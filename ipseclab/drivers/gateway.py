@@ -25,6 +25,7 @@ rest, one part of the daemon per module:
 
     :mod:`.gateway_routes`    sysctls, policy routing, the TUN routes the SPD needs
     :mod:`.gateway_sockets`   raw and UDP 4500 sockets, SO_MARK, which socket an SA uses
+    :mod:`.gateway_pmtu`      ICMP sockets: path MTU per SA, too-big errors to the sender
     :mod:`.gateway_sad`       ``load``/``flush``, SA lifetimes, the ``esp_sa`` key log
     :mod:`.gateway_commands`  control commands and their JSON views (:func:`sa_json`)
     :mod:`.gateway_parts`     options, counters, the rate-limited log, the IKE interfaces
@@ -52,6 +53,7 @@ from ipseclab.drivers.gateway_parts import (
     IkeHandler,
     RateLimitedLog,
 )
+from ipseclab.drivers.gateway_pmtu import GatewayPmtu
 from ipseclab.drivers.gateway_routes import DEFAULT_MARK, DEFAULT_TABLE, GatewayRoutes
 from ipseclab.drivers.gateway_sad import GatewaySad
 from ipseclab.drivers.gateway_sockets import GatewaySockets
@@ -76,7 +78,7 @@ log = logging.getLogger("ipseclab.gateway")
 BATCH = 64  # packets handled per wake-up of one reader before yielding to the others
 
 
-class Gateway(GatewayRoutes, GatewaySockets, GatewaySad, GatewayCommands):
+class Gateway(GatewayRoutes, GatewaySockets, GatewayPmtu, GatewaySad, GatewayCommands):
     """One gateway: an :class:`IpsecEngine`, a TUN device, its sockets, routes and control."""
 
     def __init__(self, engine: IpsecEngine, options: GatewayOptions,
@@ -100,6 +102,8 @@ class Gateway(GatewayRoutes, GatewaySockets, GatewaySad, GatewayCommands):
         self._addresses = AddressCache()
         self._link_mtus: dict[str, int] = {}  # per peer address, learnt from EMSGSIZE
         self._fragment_id = int.from_bytes(os.urandom(4), "big")  # IPv6 fragments (RFC 8200)
+        self._pmtu_sources: dict[ip.IPAddress, ip.IPAddress] = {}  # too-big errors' sources
+        self._too_big_window = (0.0, 0)  # (second started, errors sent in it)
         self._stop = asyncio.Event()
         self._control: ControlServer | None = None
         self._keylog = None
@@ -138,6 +142,7 @@ class Gateway(GatewayRoutes, GatewaySockets, GatewaySad, GatewayCommands):
         self.tun = TunDevice(o.tun, self.netconf, mtu=o.mtu)
         self._configure_kernel()
         self._open_sockets()
+        self._open_icmp_sockets()
         self.sync_routes()
         self.engine.start_lifetimes(monotonic())
         self._lifetime_task = asyncio.get_running_loop().create_task(self._lifetime_loop())
@@ -218,6 +223,10 @@ class Gateway(GatewayRoutes, GatewaySockets, GatewaySad, GatewayCommands):
             data = result.packet
             if strip:
                 data = data[strip if strip > 0 else _encap_offset(data):]
+            elif result.mtu:
+                # Bigger than the SA's path MTU, DF clear (RFC 4301 §8.2.1): cut it here.
+                self._send_to_path_mtu(sock, data, addr, result.mtu)
+                return
             try:
                 sock.sendto(data, addr)
             except OSError as exc:
@@ -234,6 +243,8 @@ class Gateway(GatewayRoutes, GatewaySockets, GatewaySad, GatewayCommands):
             self._send_bypass(packet)
         elif action == "discard":
             c.discarded += 1
+        elif action == "too_big":
+            self._send_too_big(packet, result.mtu)
         elif action == "acquire":
             c.acquire += 1
             if self.extension is not None:
@@ -279,8 +290,10 @@ class Gateway(GatewayRoutes, GatewaySockets, GatewaySad, GatewayCommands):
             except BlockingIOError:
                 return
             except OSError as exc:
-                self.ratelog("recv4", "receiving: %s", exc.strerror)
-                return
+                # The kernel's note of an ICMP error about a packet we sent (EMSGSIZE for
+                # "fragmentation needed"): read once, and gateway_pmtu has the ICMP itself.
+                self.ratelog("recv4", "receiving: %s", exc.strerror, level=logging.INFO)
+                continue
             inbound(packet)
 
     def _on_raw6(self, sock: socket.socket, proto: int) -> None:

@@ -89,7 +89,7 @@ def sa_json(sa: SecurityAssociation, direction: str,
         "reqid": sa.reqid, "packets": packets, "bytes": nbytes, "replay": c.replay,
         "too_old": c.too_old, "auth_failed": c.auth_failed, "bad_padding": c.bad_padding,
         "malformed": c.malformed, "policy_mismatch": c.policy_mismatch, "seq": sa.seq,
-        "replay_window": sa.replay_window, "esn": sa.esn,
+        "replay_window": sa.replay_window, "esn": sa.esn, "path_mtu": sa.path_mtu,
     }
 
 

@@ -92,6 +92,7 @@ class DriverCounters:
     protect_errors: int = 0
     send_errors: int = 0
     fragmented: int = 0  # protected packets too big for the link, sent as IPv4 fragments
+    too_big_sent: int = 0  # ICMP errors to inner senders: too big for the path MTU
     tun_write_errors: int = 0
     keepalives: int = 0
     ike_received: int = 0

@@ -139,11 +139,7 @@ class GatewaySockets:
         dst = addr[0]
         try:
             mtu = self._link_mtus.get(dst) or self._link_mtu(dst)
-            if packet[0] >> 4 == 4:
-                fragments = ip.fragment_ipv4(packet, mtu)
-            else:
-                self._fragment_id = (self._fragment_id + 1) & 0xFFFFFFFF
-                fragments = ip.fragment_ipv6(packet, mtu, self._fragment_id)
+            fragments = self._fragments(packet, mtu)
             for fragment in fragments:
                 sock.sendto(fragment, addr)
         except (OSError, ip.MalformedIP) as exc:
@@ -154,6 +150,14 @@ class GatewaySockets:
         c.fragmented += 1
         c.protected += 1
         c.wire_sent += len(fragments)
+
+    def _fragments(self: Gateway, packet: bytes, mtu: int) -> list[bytes]:
+        """``packet`` in fragments of at most ``mtu`` octets: IPv4 (RFC 791), or IPv6 with a
+        Fragment header and a new identification each time (RFC 8200 §4.5)."""
+        if packet[0] >> 4 == 4:
+            return ip.fragment_ipv4(packet, mtu)
+        self._fragment_id = (self._fragment_id + 1) & 0xFFFFFFFF
+        return ip.fragment_ipv6(packet, mtu, self._fragment_id)
 
     def _link_mtu(self: Gateway, dst: str) -> int:
         """The MTU of our (marked) route to ``dst``, as the kernel knows it."""

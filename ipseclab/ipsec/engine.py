@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ipseclab.ipsec import ah, esp, ip
+from ipseclab.ipsec import ah, esp, ip, pmtu
 from ipseclab.ipsec.lifetime import LifetimeEvent, LifetimeKind, LifetimeTracker
 from ipseclab.ipsec.sa import Mode, Protocol, SecurityAssociation
 from ipseclab.ipsec.sad import SAD
@@ -30,8 +30,12 @@ class Outbound:
     """What to do with one outbound packet.
 
     ``action`` is ``protect`` (send ``packet``, the protected IP packet), ``bypass`` (send the
-    original), ``discard``, ``acquire`` (a policy wants an SA that does not exist yet) or
-    ``error`` (``detail`` says why, e.g. sequence number overflow).
+    original), ``discard``, ``acquire`` (a policy wants an SA that does not exist yet),
+    ``too_big`` (the packet forbids fragmentation and would exceed the SA's path MTU once
+    protected: tell its sender ``mtu``, :func:`ipseclab.ipsec.ip.icmp_too_big`, RFC 4301
+    §8.2.1) or ``error`` (``detail`` says why, e.g. sequence number overflow). With
+    ``protect``, a nonzero ``mtu`` is the SA's path MTU, which ``packet`` exceeds: its DF is
+    clear and it should leave in fragments of that size (RFC 4301 §8.1).
     """
 
     action: str
@@ -40,6 +44,7 @@ class Outbound:
     policy: Policy | None = None
     template: Template | None = None
     detail: str = ""
+    mtu: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,9 @@ class EngineCounters:
     outbound_discard: int = 0
     outbound_no_policy: int = 0
     outbound_acquire: int = 0
+    outbound_too_big: int = 0
+    pmtu_learnt: int = 0
+    pmtu_ignored: int = 0
     inbound_ok: int = 0
     inbound_no_sa: int = 0
     inbound_dropped: int = 0
@@ -163,6 +171,14 @@ class IpsecEngine:
         # RFC 4301 §4.5: ESP is applied first and AH outside it.
         sas.sort(key=lambda s: s.protocol is Protocol.AH)
         plain_length = len(packet)
+        mtu = 0
+        if sas[-1].path_mtu:
+            mtu = self._path_mtu(sas, packet, now)
+            if mtu < 0:
+                self.counters.outbound_too_big += 1
+                return Outbound("too_big", sa=sas[-1], policy=policy, mtu=-mtu,
+                                detail=f"{plain_length} octets with DF set exceed the {-mtu}"
+                                       f" that fit in {sas[-1].name}")
         try:
             for sa in sas:
                 if not self._account(sa, plain_length, now):
@@ -175,7 +191,44 @@ class IpsecEngine:
         except ProtectError as exc:
             return Outbound("error", sa=sa, policy=policy, detail=str(exc))
         self.counters.outbound_protected += 1
-        return Outbound("protect", packet, sas[-1], policy)
+        return Outbound("protect", packet, sas[-1], policy, mtu=mtu)
+
+    @staticmethod
+    def _path_mtu(sas: list[SecurityAssociation], packet: bytes, now: float | None) -> int:
+        """RFC 4301 §8.2.1 for a packet on an SA with a known path MTU: 0 if it fits, the
+        path MTU if it is to be fragmented after protection, minus the MTU left for the inner
+        packet if its sender must be told (DF set; IPv6, which routers never fragment)."""
+        path_mtu = pmtu.current_pmtu(sas[-1], now)
+        if not path_mtu:
+            return 0
+        version = packet[0] >> 4
+        limit = pmtu.inner_limit(sas, path_mtu, version)
+        if len(packet) <= limit:
+            return 0
+        if version == 4:
+            ihl = (packet[0] & 0x0F) * 4
+            # Never an ICMP error about an ICMP error (RFC 1122 §3.2.2): those go in fragments.
+            icmp_error = (packet[9] == ip.PROTO_ICMP and len(packet) > ihl
+                          and packet[ihl] in (3, 4, 5, 11, 12))
+            if packet[6] & 0x40 and not icmp_error:
+                return -limit
+        elif limit >= pmtu.MIN_PMTU[6]:
+            # Below 1280 an IPv6 sender cannot go: the tunnel fragments (RFC 8200 §5).
+            icmp_error = packet[6] == ip.PROTO_ICMPV6 and len(packet) > 40 and packet[40] < 128
+            if not icmp_error:
+                return -limit
+        return path_mtu
+
+    def icmp_error(self, message: bytes, version: int, now: float) -> pmtu.PathMtuUpdate:
+        """A received ICMP (``version`` 4) or ICMPv6 (6) message, from its ICMP header on:
+        if it is a "fragmentation needed" / "Packet Too Big" for a packet one of our
+        outbound SAs sent, that SA's path MTU shrinks (RFC 4301 §8.2.1, :mod:`.pmtu`)."""
+        update = pmtu.record_icmp_error(self.sad, message, version, now)
+        if update.accepted:
+            self.counters.pmtu_learnt += 1
+        else:
+            self.counters.pmtu_ignored += 1
+        return update
 
     def sa_for(self, template: Template, fields: PacketFields) -> SecurityAssociation | None:
         """The SA that fulfils a template: by reqid, protocol and the outer destination."""

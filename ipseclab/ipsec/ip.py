@@ -282,6 +282,26 @@ def fix_transport_checksum(packet: bytes) -> bytes:
     return hdr.header + bytes(seg)
 
 
+def icmp_too_big(src: IPAddress, original: bytes, mtu: int) -> bytes:
+    """The ICMP error that tells the sender of ``original`` to send at most ``mtu`` octets.
+
+    IPv4: type 3 code 4 "fragmentation needed and DF set" with the next-hop MTU (RFC 1191
+    §4), quoting as much of the packet as fits in 576 octets (RFC 1812 §4.3.2.3). IPv6: type
+    2 "Packet Too Big" (RFC 4443 §3.2), quoting as much as fits in 1280 octets. ``src`` is the
+    address this node sends it from; the destination is the original packet's source.
+    """
+    if original[0] >> 4 == 4:
+        dst = IPv4Address(original[12:16])
+        body = bytearray(struct.pack("!BBHHH", 3, 4, 0, 0, mtu) + original[: 576 - 28])
+        struct.pack_into("!H", body, 2, checksum(bytes(body)))
+        return ipv4_header(src, dst, PROTO_ICMP, len(body), tos=0xC0) + bytes(body)
+    dst = IPv6Address(original[8:24])
+    body = bytearray(struct.pack("!BBHI", 2, 0, 0, mtu) + original[: 1280 - 48])
+    struct.pack_into("!H", body, 2,
+                     checksum(pseudo_header(src, dst, PROTO_ICMPV6, len(body)) + bytes(body)))
+    return ipv6_header(src, dst, PROTO_ICMPV6, len(body), hop_limit=64) + bytes(body)
+
+
 def fragment_ipv4(packet: bytes, mtu: int) -> list[bytes]:
     """Split an IPv4 packet into fragments of at most ``mtu`` octets (RFC 791, "Fragmentation").
 

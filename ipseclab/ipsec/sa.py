@@ -119,6 +119,9 @@ class SecurityAssociation:
                          else self.mac.icv_size if self.mac else 0)
         self.replay = ReplayWindow(self.replay_window, esn=self.esn)
         self.ident = 0
+        # RFC 4301 §4.4.2.1 "Path MTU": what ICMP taught us (ipseclab.ipsec.pmtu), and when.
+        self.path_mtu = 0
+        self.path_mtu_at = 0.0
         self.dst_packed = self.dst.packed
         self.spi_bytes = self.spi.to_bytes(4, "big")
         # ESP's fast path: an AEAD whose nonce is salt || IV, without ESN or TFC padding.
