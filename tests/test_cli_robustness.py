@@ -203,3 +203,21 @@ def test_encap_of_a_capture_that_breaks_off_keeps_the_earlier_output(tmp_path, c
     assert "cut short" in error
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.pcap", "esp.pcap"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["mallory", "sniff", "eth0", "notanumber", "1", "1"],
+    ["mallory", "sniff"],
+    ["services", "listen", "port", "1"],
+    ["services", "send", "10.0.0.1", "5"],
+    ["rogue_responder", "192.0.2.9", "@id", "soon"],
+])
+def test_the_lab_tools_say_what_is_wrong_with_their_arguments(argv: list[str]) -> None:
+    """The attack library's node tools (run by the lab inside its namespaces) end a bad
+    argument list with one error line and their usage, exit 2, no traceback."""
+    proc = subprocess.run([sys.executable, "-m", f"ipseclab.attacks.{argv[0]}", *argv[1:]],
+                          capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith("error: "), proc.stderr
+    assert f"arguments: {' '.join(argv[1:])}" in proc.stderr

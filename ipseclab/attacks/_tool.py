@@ -42,3 +42,14 @@ def ready() -> None:
 def fail(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
     sys.exit(2)
+
+
+def run(main: Callable[[list[str]], None], usage: str) -> None:
+    """``main(sys.argv[1:])``; a missing or malformed argument (the tools take positional
+    arguments, as the lab writes them) ends in one error line, the arguments and the usage,
+    never a traceback."""
+    try:
+        main(sys.argv[1:])
+    except (IndexError, ValueError) as exc:
+        fail(f"error: {exc or 'an argument is missing'}\n"
+             f"arguments: {' '.join(sys.argv[1:]) or '(none)'}\n\n{usage}")

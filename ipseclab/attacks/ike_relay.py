@@ -35,12 +35,11 @@ import select
 import socket
 import struct
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-from ipseclab.attacks._tool import fail, ready, serve
+from ipseclab.attacks._tool import fail, ready, run, serve
 from ipseclab.attacks.inet import ones_sum, rebuild_ipv4
 from ipseclab.ipsec.udpencap import NON_ESP_MARKER  # RFC 3948 §2.2
 
@@ -157,4 +156,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run(main, __doc__ or "")

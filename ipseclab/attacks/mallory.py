@@ -17,11 +17,10 @@ from __future__ import annotations
 import ipaddress
 import select
 import socket
-import sys
 import time
 from pathlib import Path
 
-from ipseclab.attacks._tool import fail, ready, serve
+from ipseclab.attacks._tool import fail, ready, run, serve
 
 ETH_P_IP = 0x0800
 PACKET_OUTGOING = 4
@@ -101,4 +100,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run(main, __doc__ or "")

@@ -17,10 +17,9 @@ from __future__ import annotations
 import select
 import socket
 import subprocess
-import sys
 import time
 
-from ipseclab.attacks._tool import fail, ready, serve
+from ipseclab.attacks._tool import fail, ready, run, serve
 from ipseclab.ike.constants import ExchangeType
 from ipseclab.ike.message import parse_message
 
@@ -78,4 +77,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run(main, __doc__ or "")

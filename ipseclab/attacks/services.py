@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import select
 import socket
-import sys
 import time
 
-from ipseclab.attacks._tool import fail, ready, serve
+from ipseclab.attacks._tool import fail, ready, run, serve
 
 
 def listen(port: int, seconds: float, count: int) -> None:
@@ -87,4 +86,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run(main, __doc__ or "")
