@@ -13,15 +13,10 @@ responder implements the decoy, so whenever it accepts a proposal it must choose
 group and answer INVALID_KE_PAYLOAD naming it (§1.3), and that answer creates no IKE SA
 (§1.2). NO_PROPOSAL_CHOSEN means refused.
 
-Then, for each accepted group, the key share checks of RFC 6989: an offer of that group alone
-whose KE data is a value no honest peer sends (1 and p-1 in a MODP group, §2.1; a point off
-the curve in an ECP group, §2.3; the low-order u = 0 for Curve25519/448, RFC 8031 §2.4). A
-responder that checks at once refuses it without state. One that answers with its own KE
-payload may still check later, when it derives the keys (strongSwan does that at IKE_AUTH),
-so the probe goes on: it derives the keys a responder without checks would have (g^ir = 1,
-p-1 or all zeros, which the sender of such a share knows: the unchecked-dh attack) and sends
-an IKE_AUTH request sealed with them. An answer that opens with those keys proves the
-responder used the degenerate secret; silence means it refused when deriving keys.
+Then, for each accepted group, the key share checks of RFC 6989 (:mod:`.probe_shares`): KE
+data no honest peer sends, each after a stateless control (the group alone, asked with the
+decoy's KE), and, where the responder answers one, an IKE_AUTH sealed with the keys a peer
+without the checks would derive.
 
 Only the last, optional request (``full``) sends a real key share for a group the responder
 accepted, to read its whole IKE_SA_INIT answer: chosen proposal, notifications
@@ -43,7 +38,6 @@ from ipseclab.crypto import dh as _dh
 from ipseclab.crypto import guidance
 from ipseclab.crypto import prf as _prf
 from ipseclab.crypto import transforms as _tf
-from ipseclab.crypto.kdf import IkeKeys
 from ipseclab.crypto.proposals import (
     TRANSFORM_ENCR,
     TRANSFORM_INTEG,
@@ -51,7 +45,6 @@ from ipseclab.crypto.proposals import (
     TRANSFORM_PRF,
     Proposal,
 )
-from ipseclab.errors import AuthenticationFailed
 from ipseclab.ike import negotiation, sa_payload
 from ipseclab.ike.constants import (
     ExchangeType,
@@ -61,19 +54,11 @@ from ipseclab.ike.constants import (
     ProtocolId,
     enum_or_int,
 )
-from ipseclab.ike.keys import IkeSuite, ike_sa_keys
 from ipseclab.ike.message import Message, parse_message
 from ipseclab.ike.payload_base import MalformedMessage
-from ipseclab.ike.payloads import (
-    Authentication,
-    IDi,
-    KeyExchange,
-    Nonce,
-    Notify,
-    SecurityAssociation,
-    VendorId,
-)
-from ipseclab.ike.sk import SkCipher
+from ipseclab.ike.payloads import KeyExchange, Nonce, Notify, SecurityAssociation, VendorId
+from ipseclab.ike.probe_shares import AuthTry, ShareCheck, degenerate_shares, judge_share_answer
+from ipseclab.ike.sa_common import notify_name
 
 __all__ = ["DECOY_GROUP", "KINDS", "Answer", "Candidate", "FullAnswer", "Prober", "ShareCheck",
            "candidates", "degenerate_shares"]
@@ -161,50 +146,6 @@ class FullAnswer:
     cookie: bool = False
 
 
-@dataclass
-class ShareCheck:
-    """What the responder did with a degenerate key share ``value`` in ``group``:
-    ``refused`` (an error, silence, or an IKE_AUTH sealed with the degenerate keys ignored:
-    RFC 6989's checks at work), ``accepted`` (its IKE_AUTH answer opened with those keys: no
-    checks), ``unverified`` (it answered, and no secret is known to test further),
-    ``inconclusive`` (it wanted another group, or refused the group itself)."""
-
-    group: str
-    value: str
-    verdict: str = ""
-    detail: str = ""
-
-
-def degenerate_shares(group: _dh.DhGroup) -> list[tuple[str, bytes, list[bytes]]]:
-    """KE data no honest peer sends in ``group``, labelled (RFC 6989 §2.1, §2.3; RFC 8031
-    §2.4), each with the shared secrets g^ir a peer without the checks would compute from it:
-    1^x = 1; (p-1)^x = 1 or p-1 (x even or odd); X25519/X448 of u = 0 is all zeros. An
-    off-curve point gives no predictable secret: that check stops at IKE_SA_INIT."""
-    size = group.public_size
-    if isinstance(group, _dh.ModpGroup):
-        one, minus = (1).to_bytes(size, "big"), (group.p - 1).to_bytes(size, "big")
-        return [("1", one, [one]), ("p-1", minus, [one, minus])]
-    if isinstance(group, _dh.EcpGroup):
-        return [("the point (0, 0), not on the curve", bytes(size), [])]
-    if isinstance(group, _dh.MontgomeryGroup):
-        return [("u = 0, a low-order point", bytes(size), [bytes(group.size)])]
-    return []
-
-
-@dataclass
-class _AuthTry:
-    """The IKE_AUTH follow-up of a share check the responder answered: the public values,
-    the suite it chose and the secrets left to try, the current one's keys."""
-
-    check: ShareCheck
-    suite: IkeSuite
-    ni: bytes
-    nr: bytes
-    spi_r: bytes
-    secrets: list[bytes]
-    keys: IkeKeys | None = None
-
-
 # A share check to make: the group, the check (None: the group's control), the KE data and
 # the secrets a peer without checks would compute from it.
 _Planned = tuple[_dh.DhGroup, "ShareCheck | None", bytes, list[bytes]]
@@ -219,7 +160,7 @@ class _Question:
     candidate: Candidate | None  # None: a share check or the full offer
     share: ShareCheck | None = None
     control: _dh.DhGroup | None = None  # the stateless control before a group's share checks
-    auth: _AuthTry | None = None  # an IKE_AUTH sealed with keys from a degenerate share
+    auth: AuthTry | None = None  # an IKE_AUTH sealed with keys from a degenerate share
     secrets: list[bytes] = field(default_factory=list)  # of the share check asked
     sent: int = 0
     last_sent: float = 0.0
@@ -339,7 +280,7 @@ class Prober:
         if q.control is not None:
             named = reply.notifies(NotifyType.INVALID_KE_PAYLOAD)
             if not (named and _named_group(named[0]) == q.control.iana_id):
-                errors = [_notify_name(n.notify_type) for n in reply.notifies() if n.is_error]
+                errors = [notify_name(n.notify_type) for n in reply.notifies() if n.is_error]
                 self._skip_shares(q.control, errors[0] if errors else "an odd answer")
             self._question = None
             self._ready_at = now + self.interval
@@ -501,7 +442,7 @@ class Prober:
             return "refused", "NO_PROPOSAL_CHOSEN", None
         errors = [n for n in reply.notifies() if n.is_error]
         if errors:
-            return "error", _notify_name(errors[0].notify_type), None
+            return "error", notify_name(errors[0].notify_type), None
         if reply.find(SecurityAssociation) is not None:
             # It took the decoy's KE data: it implements our private-use group, or never
             # checks. Accepted either way; the detail says how odd this is.
@@ -518,11 +459,8 @@ class Prober:
         if q.auth is not None:
             if q.auth.secrets:
                 self._question = self._auth_question(q.spi_i, q.auth)
-                return
-            q.auth.check.verdict = "refused"
-            q.auth.check.detail = ("answered IKE_SA_INIT, then ignored an IKE_AUTH sealed with"
-                                   " keys from the degenerate secret (it checks when deriving"
-                                   " keys)")
+            else:
+                q.auth.ignored()
             return
         if q.share is not None:
             q.share.verdict = "refused" if verdict == "no answer" else verdict
@@ -540,61 +478,28 @@ class Prober:
             self._finished = True
 
     def _settle_share(self, q: _Question, reply: Message, now: float) -> None:
-        check = q.share
-        assert check is not None
+        assert q.share is not None
         self._question = None
         self._ready_at = now + self.interval
-        errors = [n for n in reply.notifies() if n.is_error]
-        sa, ke, nonce = (reply.find(SecurityAssociation), reply.find(KeyExchange),
-                         reply.find(Nonce))
-        if any(n.notify_type == NotifyType.INVALID_KE_PAYLOAD for n in errors):
-            check.verdict, check.detail = "inconclusive", "it wants another group"
-        elif errors:
-            check.verdict, check.detail = "refused", _notify_name(errors[0].notify_type)
-        elif ke is None or sa is None or nonce is None:
-            check.verdict, check.detail = "refused", "an answer without SA, KE or nonce"
-        else:
-            secrets = q.secrets
-            chosen = negotiation.read_proposals(sa, ProtocolId.IKE)
-            if not secrets or not chosen:
-                check.verdict = "unverified"
-                check.detail = "answered with its own KE payload; no known secret to test"
-                return
-            p = chosen[0][1]
-            suite = IkeSuite(p.encryption[0], p.integrity[0] if p.integrity else None, p.prf[0])
-            ni = next(x.data for x in q.message.payloads if isinstance(x, Nonce))
-            self._question = self._auth_question(
-                q.spi_i, _AuthTry(check, suite, ni, nonce.data, reply.spi_r, list(secrets)))
+        auth = judge_share_answer(q.share, q.message, reply, q.secrets)
+        if auth is not None:
+            self._question = self._auth_question(q.spi_i, auth)
 
-    def _auth_question(self, spi_i: bytes, auth: _AuthTry) -> _Question:
-        """IKE_AUTH (message ID 1) sealed with the keys of the next secret to try (§2.14)."""
-        secret = auth.secrets.pop(0)
-        auth.keys = ike_sa_keys(auth.suite, auth.ni, auth.nr, secret, spi_i, auth.spi_r)
-        cipher = SkCipher(auth.suite.encryption, auth.keys.SK_ei, auth.suite.integrity,
-                          auth.keys.SK_ai, rng=self._rng)
-        header = Message(spi_i, auth.spi_r, ExchangeType.IKE_AUTH, HeaderFlag.I, 1, [])
-        inner = [IDi.fqdn("probe.invalid"), Authentication(2, bytes(auth.suite.prf.output_size))]
-        q = _Question(spi_i, header, None, auth=auth)
-        q.sealed = cipher.seal(header, inner)
+    def _auth_question(self, spi_i: bytes, auth: AuthTry) -> _Question:
+        q = _Question(spi_i, Message(spi_i, auth.spi_r, ExchangeType.IKE_AUTH, HeaderFlag.I, 1),
+                      None, auth=auth)
+        q.sealed = auth.next_request(spi_i, self._rng)
         return q
 
-    def _settle_auth(self, auth: _AuthTry, data: bytes, reply: Message, now: float) -> None:
-        assert auth.keys is not None
-        try:
-            SkCipher(auth.suite.encryption, auth.keys.SK_er, auth.suite.integrity,
-                     auth.keys.SK_ar).open(data, reply)
-        except (AuthenticationFailed, MalformedMessage, ValueError):
-            return  # not sealed with these keys: as if unanswered
-        auth.check.verdict = "accepted"
-        auth.check.detail = ("its IKE_AUTH answer opened with keys from the degenerate"
-                             " secret: no RFC 6989 check")
-        self._question = None
-        self._ready_at = now + self.interval
+    def _settle_auth(self, auth: AuthTry, data: bytes, reply: Message, now: float) -> None:
+        if auth.opens(data, reply):
+            self._question = None
+            self._ready_at = now + self.interval
 
     def _settle_full(self, q: _Question, reply: Message) -> None:
         self._question = None
         self._finished = True
-        notifies = [_notify_name(n.notify_type) for n in reply.notifies()]
+        notifies = [notify_name(n.notify_type) for n in reply.notifies()]
         errors = [n for n in reply.notifies() if n.is_error]
         sa = reply.find(SecurityAssociation)
         if errors or sa is None:
@@ -622,10 +527,6 @@ def _group_name(group_id: int) -> str:
     group = _dh.dh_group_by_id(group_id)
     return group.keyword if group is not None else f"group {group_id}"
 
-
-def _notify_name(notify_type: int) -> str:
-    value = enum_or_int(NotifyType, notify_type)
-    return value.name if isinstance(value, NotifyType) else f"notify {notify_type}"
 
 
 def _payload_name(payload_type: int) -> str:
