@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(python3 python3-venv python3-pip iproute2 iptables tcpdump tshark mininet iperf3
               charon-systemd strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins
-              procps iputils-ping strongswan-pki openssl)
+              procps iputils-ping strongswan-pki openssl
+              gcc libc6-dev libssl-dev python3-dev)  # the last four: ESP's compiled fast path
 VENV=.venv
 STAMP=$VENV/.ipseclab-setup
 EXTRAS=${IPSECLAB_EXTRAS:-dev,notebooks}
@@ -33,10 +34,14 @@ mkdir -p $VENV/debian-mininet
 ln -sfn /usr/lib/python3/dist-packages/mininet $VENV/debian-mininet/mininet
 echo "$(pwd)/$VENV/debian-mininet" > "$site/debian-mininet.pth"
 
-want="$(sha256sum pyproject.toml | cut -c1-16)-$EXTRAS"
+# Reinstall when the build changes, the C source of ESP's fast path included.
+want="$(cat pyproject.toml setup.py ipseclab/ipsec/_espfast.c | sha256sum | cut -c1-16)-$EXTRAS"
 if [ ! -f $STAMP ] || [ "$(cat $STAMP)" != "$want" ]; then
   echo "setup: installing ipseclab[$EXTRAS] into $VENV" >&2
   $VENV/bin/pip install -q --upgrade pip >/dev/null
   $VENV/bin/pip install -q -e ".[$EXTRAS]"
   echo "$want" > $STAMP
+  if ! $VENV/bin/python -c 'import ipseclab.ipsec._espfast' 2>/dev/null; then
+    echo "setup: ESP's compiled fast path did not build; ipseclab runs in pure Python" >&2
+  fi
 fi

@@ -1,11 +1,13 @@
 """ESP's fast paths must give exactly what the general paths give (review of esp.py).
 
-The reference SA is the same SA with ``fast_aead`` switched off, so every packet takes the
-general path of RFC 4303 §3.3/§3.4; both SAs see the same packets in the same order.
+Three SAs see the same packets in the same order: the compiled path (ipsec/_espfast.c, when
+built), the fused Python fast paths, and the general path of RFC 4303 §3.3/§3.4 (the same
+SA with its fast paths switched off). Outputs, verdicts, counters and windows must agree.
 """
 
 from __future__ import annotations
 
+import random
 from ipaddress import IPv4Address, IPv6Address
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -13,25 +15,36 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ipseclab.crypto.transforms import encryption
-from ipseclab.ipsec import esp, ip
-from ipseclab.ipsec.sa import SecurityAssociation
+from ipseclab.ipsec import esp, fastpath, ip
+from ipseclab.ipsec.sa import SecurityAssociation, UdpEncap
 from ipseclab.ipsec.verdict import Status
 
-FAST_ALGORITHMS = ["aes128gcm16", "aes256gcm16", "aes128ccm8", "aes192ccm16",
-                   "chacha20poly1305"]
+FAST_ALGORITHMS = ["aes128gcm16", "aes256gcm16", "aes128gcm8", "aes192gcm12", "aes128ccm8",
+                   "aes192ccm16", "chacha20poly1305"]
+COMPILED = {"aes128gcm16", "aes256gcm16", "aes128gcm8", "aes192gcm12", "chacha20poly1305"}
 
 
-def _pair(keyword: str, mode: str, family: int, key: bytes) -> tuple[SecurityAssociation, ...]:
+def _sas(keyword: str, mode: str, family: int, key: bytes, window: int = 64,
+         udp: bool = False) -> dict[str, SecurityAssociation]:
+    """The same SA for each path: "compiled" (if built), "fused" and "general"."""
     enc = encryption(keyword)
     src, dst = ("192.0.2.1", "192.0.2.2") if family == 4 else ("2001:db8::1", "2001:db8::2")
     keymat = (key * 64)[: enc.keymat_size]
-    fast = SecurityAssociation(spi=0x1234, src=src, dst=dst, mode=mode, encryption=enc,
-                               encryption_key=keymat, replay_window=64)
-    slow = SecurityAssociation(spi=0x1234, src=src, dst=dst, mode=mode, encryption=enc,
-                               encryption_key=keymat, replay_window=64)
-    assert fast.fast_aead is not None
-    slow.fast_aead = slow.fast_outer4 = None  # every packet takes the general path
-    return fast, slow
+
+    def build() -> SecurityAssociation:
+        return SecurityAssociation(spi=0x1234, src=src, dst=dst, mode=mode, encryption=enc,
+                                   encryption_key=keymat, replay_window=window,
+                                   encap=UdpEncap() if udp else None)
+    sas = {}
+    if fastpath.available():
+        sas["compiled"] = build()
+        assert (sas["compiled"].compiled is not None) == (keyword in COMPILED)
+    with fastpath.pure_python():
+        sas["fused"], general = build(), build()
+    assert sas["fused"].compiled is None  # (short GCM tags have no fused path either)
+    general.fast_aead = general.fast_outer4 = None  # every packet takes the general path
+    sas["general"] = general
+    return sas
 
 
 def _inner(version: int, proto: int, payload: bytes, tos: int, df: bool) -> bytes:
@@ -54,37 +67,70 @@ mutations = st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255),
                                st.sampled_from(["flip", "cut", "dup", "junk"])), max_size=6)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def _mutate(valid: list[bytes], muts) -> list[bytes]:
+    extra = []
+    for at, value, how in muts:
+        base = valid[at % len(valid)]
+        if how == "flip":
+            i = at % len(base)
+            extra.append(base[:i] + bytes([base[i] ^ (value or 1)]) + base[i + 1 :])
+        elif how == "cut":
+            extra.append(base[: at % len(base)])
+        elif how == "dup":
+            extra.append(base)
+        else:
+            extra.append(base[:20] + bytes([value]) * (at % 90))
+    return extra
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(FAST_ALGORITHMS), st.sampled_from(["tunnel", "transport"]),
-       st.sampled_from([4, 6]), st.binary(min_size=1, max_size=8), packets, mutations)
-def test_fast_and_general_paths_agree(keyword, mode, family, key, inners, muts) -> None:
-    tx_fast, tx_slow = _pair(keyword, mode, family, key)
-    rx_fast, rx_slow = _pair(keyword, mode, family, key)
+       st.sampled_from([4, 6]), st.binary(min_size=1, max_size=8), packets, mutations,
+       st.sampled_from([0, 1, 3, 64]), st.booleans(), st.randoms(use_true_random=False))
+def test_fast_and_general_paths_agree(keyword, mode, family, key, inners, muts, window, udp,
+                                      rng: random.Random) -> None:
+    tx = _sas(keyword, mode, family, key, window, udp)
+    rx = _sas(keyword, mode, family, key, window, udp)
     wire = []
     for version, proto, payload, tos, df in inners:
         if mode == "transport":
             version = family  # transport mode keeps the packet's own header
         packet = _inner(version, proto, payload, tos, df)
-        out = esp.encapsulate(tx_fast, packet)
-        assert out == esp.encapsulate(tx_slow, packet)
-        wire.append(out)
-    valid = list(wire)
-    for at, value, how in muts:
-        base = valid[at % len(valid)]
-        if how == "flip":
-            i = at % len(base)
-            wire.append(base[:i] + bytes([base[i] ^ (value or 1)]) + base[i + 1 :])
-        elif how == "cut":
-            wire.append(base[: at % len(base)])
-        elif how == "dup":
-            wire.append(base)
-        else:
-            wire.append(base[:20] + bytes([value]) * (at % 90))
+        outs = {path: esp.encapsulate(sa, packet) for path, sa in tx.items()}
+        assert len(set(outs.values())) == 1, outs
+        wire.append(outs["general"])
+    wire += _mutate(list(wire), muts)
+    rng.shuffle(wire)  # out of order, inside and outside small windows
     for packet in wire:
-        a, b = esp.decapsulate(rx_fast, packet), esp.decapsulate(rx_slow, packet)
-        _same(a, b)
-    assert rx_fast.counters == rx_slow.counters
-    assert rx_fast.replay.highest == rx_slow.replay.highest
+        results = {path: esp.decapsulate(sa, packet) for path, sa in rx.items()}
+        for result in results.values():
+            _same(result, results["general"])
+    for path, sa in rx.items():
+        assert sa.counters == rx["general"].counters, path
+        assert sa.replay.highest == rx["general"].replay.highest, path
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(FAST_ALGORITHMS), st.binary(min_size=1, max_size=8),
+       st.lists(st.tuples(st.integers(0, 255), st.binary(max_size=70)), min_size=1,
+                max_size=5), mutations, st.randoms(use_true_random=False))
+def test_datagram_paths_agree(keyword, key, payloads, muts, rng: random.Random) -> None:
+    """protect()/unprotect(): the ESP datagram alone, as the gateway's UDP path and decode use."""
+    tx = _sas(keyword, "transport", 4, key)
+    rx = _sas(keyword, "transport", 4, key)
+    wire = []
+    for next_header, payload in payloads:
+        outs = {path: esp.protect(sa, next_header, payload) for path, sa in tx.items()}
+        assert len(set(outs.values())) == 1
+        wire.append(outs["general"])
+    wire += _mutate(list(wire), muts)
+    rng.shuffle(wire)
+    for datagram in wire:
+        results = {path: esp.unprotect(sa, datagram) for path, sa in rx.items()}
+        for result in results.values():
+            _same(result, results["general"])
+    for path, sa in rx.items():
+        assert sa.counters == rx["general"].counters, path
 
 
 def _gcm_sa() -> SecurityAssociation:
@@ -97,7 +143,7 @@ def test_empty_inner_packet_in_tunnel_mode_is_malformed_not_an_exception() -> No
     for fast in (True, False):
         tx, rx = _gcm_sa(), _gcm_sa()
         if not fast:
-            rx.fast_aead = None
+            rx.fast_aead = rx.compiled = None
         result = esp.decapsulate(rx, esp.outer_packet(tx, esp.protect(tx, ip.PROTO_IPV4, b"")))
         assert result.status is Status.MALFORMED
         assert result.seq == 1

@@ -12,6 +12,10 @@ Two levels of API:
   or a UDP socket (RFC 3948) and lets the kernel build the outer IP header.
 * :func:`encapsulate` / :func:`decapsulate` work on whole IP packets, applying transport
   or tunnel mode (RFC 4303 §3.1); captures and notebooks use these.
+
+Each opens with the common case done quickly: in C where an SA has a ``compiled`` object
+(ipseclab/ipsec/fastpath.py says which), else in fused Python. The rest of each function is
+the general path, the one to read; the fast ones must give exactly what it gives.
 """
 
 from __future__ import annotations
@@ -60,6 +64,9 @@ def protect(sa: SecurityAssociation, next_header: int, payload: bytes) -> bytes:
     if seq >= (1 << 64 if sa.esn else 1 << 32):
         raise SequenceOverflow(f"{sa.name}: sequence number space exhausted; rekey the SA")
     sa.seq = seq
+    compiled = sa.compiled
+    if compiled is not None:  # the steps below for AEAD SAs, in C (ipsec/fastpath.py)
+        return compiled.protect(seq, next_header, payload)
     fast = sa.fast_aead
     if fast is not None:
         # The same steps as below for the common case, with fewer calls and copies:
@@ -91,6 +98,13 @@ def unprotect(sa: SecurityAssociation, datagram: bytes) -> Unprotected:
     The ICV is checked before anything is decrypted, and the replay window moves only
     after the ICV verified (§3.4.3). Every outcome is a verdict; nothing raises.
     """
+    compiled = sa.compiled
+    if compiled is not None:  # the common case in C (ipsec/fastpath.py); None: not decided
+        result = compiled.unprotect(sa, datagram)
+        if type(result) is tuple:  # authentic, but the trailer needs a closer look
+            return _trailer(sa, result[2], result[0], result[1])
+        if result is not None:
+            return result
     counters = sa.counters
     fast = sa.fast_aead
     if fast is not None and len(datagram) >= 36:
@@ -198,6 +212,9 @@ def encapsulate(sa: SecurityAssociation, packet: bytes) -> bytes:
         tos = packet[1]
         df = (packet[6] & 0x40) << 8  # RFC 4301 §8.1: copy DF from the inner header
         ident = sa.ident = sa.ident % 0xFFFF + 1  # as next_ident(), without the call
+        compiled = sa.compiled
+        if compiled is not None and len(packet) >= 20:  # the lines below, in C
+            return compiled.encapsulate4(seq, ident, bytes(packet))
         # Outer header (checksum inlined as ip.ipv4_checksum() computes it), ESP header
         # and IV in one struct; AAD and nonce are slices of it.
         head = _IPV4_ESP_HEAD.pack(0x4500 | tos, total, ident, df, ttl_proto,
@@ -266,6 +283,15 @@ def decapsulate(sa: SecurityAssociation, packet: bytes) -> Unprotected:
     (RFC 4303 §3.1.1 lets a sender put them before ESP); in transport mode they stay in
     the delivered packet.
     """
+    compiled = sa.compiled
+    if compiled is not None and sa.mode is _TUNNEL:
+        # The fused path below, in C (ipsec/fastpath.py); None: not decided there.
+        result = compiled.decapsulate(sa, packet)
+        if type(result) is tuple:  # authentic, but the trailer needs a closer look
+            result = _trailer(sa, result[2], result[0], result[1])
+            return inner_packet(sa, result, None) if result.status is _STATUS_OK else result
+        if result is not None:
+            return result
     fast = sa.fast_aead
     if fast is not None and sa.mode is _TUNNEL and len(packet) >= 56:
         # The gateway's common case, fused: IPv4 outer header without options, an AEAD SA

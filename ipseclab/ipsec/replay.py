@@ -16,6 +16,9 @@ The bitmap is the one of RFC 6479: ``n`` blocks of 64 bits used as a ring, with 
 than the window needs. Moving the window forward clears whole blocks instead of shifting every
 bit, so the cost per packet does not grow with the window size.
 
+SAs on ESP's compiled fast path (ipseclab/ipsec/fastpath.py) keep their window in C: the same
+ring and the same API, without ESN; tests/test_esp_compiled.py holds the two against each other.
+
 Sequence number 0 is never sent (RFC 4303 §2.2: the first packet carries 1), so ``check()``
 always answers REPLAY for it, as if number 0 had been received when the SA was created.
 A window of size 0 disables the check: every other number is OK (RFC 4303 §2.2.1 lets a

@@ -13,8 +13,8 @@ from enum import StrEnum
 
 from ipseclab.crypto.transforms import EncryptionAlgorithm, IntegrityAlgorithm
 from ipseclab.errors import ConfigError
+from ipseclab.ipsec import fastpath
 from ipseclab.ipsec.ip import PROTO_AH, PROTO_ESP, PROTO_UDP, IPAddress, OuterHeader, as_address
-from ipseclab.ipsec.replay import ReplayWindow
 
 
 class Protocol(StrEnum):
@@ -117,7 +117,6 @@ class SecurityAssociation:
         self.mac = self.integrity.new(self.integrity_key) if self.integrity else None
         self.icv_size = (self.encryption.icv_size if self.encryption and self.encryption.aead
                          else self.mac.icv_size if self.mac else 0)
-        self.replay = ReplayWindow(self.replay_window, esn=self.esn)
         self.ident = 0
         # RFC 4301 §4.4.2.1 "Path MTU": what ICMP taught us (ipseclab.ipsec.pmtu), and when.
         self.path_mtu = 0
@@ -134,6 +133,10 @@ class SecurityAssociation:
         # What ESP's fused tunnel path needs of that header: ESP straight over IPv4.
         self.fast_outer4 = (self.outer.ipv4 if self.fast_aead is not None
                             and self.encap is None else None)
+        # The same fast paths in C, where built (ipseclab.ipsec.fastpath); its SAs keep their
+        # anti-replay window in C too.
+        self.compiled = fastpath.compile_sa(self)
+        self.replay = fastpath.replay_window(self, self.compiled)
 
     def next_ident(self) -> int:
         """The IPv4 identification of the next outer header: never 0, which Linux would
