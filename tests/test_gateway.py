@@ -312,6 +312,32 @@ def test_garbage_is_counted_and_forwarding_goes_on(lab):
     assert sa_by_dir(s1)["in"]["packets"] >= 3
 
 
+def test_sysctls_are_put_back_by_the_run_after_a_sigkill(lab):
+    """A killed gateway undoes nothing; the next one finds the old values in its journal."""
+    a, b = lab.ns("a"), lab.ns("b")
+    lab.link(a, "veth-a", b, "veth-b")
+    lab.addr(a, "veth-a", "192.0.2.1/24")
+
+    def forwarding() -> str:
+        return lab.run(a, "sysctl", "-n", "net.ipv4.ip_forward").stdout.strip()
+
+    lab.run(a, "sysctl", "-qw", "net.ipv4.ip_forward=0")
+    sock = lab.gateway(a, "transport-a.xfrm", "sk")
+    journal = sock.with_name(sock.name + ".sysctl")
+    assert forwarding() == "1"
+    assert json.loads(journal.read_text())["sysctls"]["net.ipv4.ip_forward"] == "0"
+    killed = lab.procs[-1]
+    killed.kill()
+    killed.wait(5)
+    assert forwarding() == "1" and journal.exists()  # nobody could undo it
+    sock = lab.gateway(a, "transport-a.xfrm", "sk")
+    assert "restored net.ipv4.ip_forward=0" in (lab.tmp / "sk.log").read_text()
+    assert json.loads(journal.read_text())["sysctls"]["net.ipv4.ip_forward"] == "0"
+    ctl(sock, "stop")
+    lab.procs[-1].wait(10)
+    assert forwarding() == "0" and not journal.exists()
+
+
 # -- (e) IPv6 transport mode ---------------------------------------------------------------
 
 

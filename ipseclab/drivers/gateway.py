@@ -137,8 +137,14 @@ class Gateway(GatewayRoutes, GatewaySockets, GatewayPmtu, GatewaySad, GatewayCom
             o.pidfile.parent.mkdir(parents=True, exist_ok=True)
             o.pidfile.write_text(f"{os.getpid()}\n")
             self._pidfile_written = True
-        self._control = ControlServer(o.control or default_control_path(o.name), self.handle)
+        control = o.control or default_control_path(o.name)
+        self._control = ControlServer(control, self.handle)
         await self._control.start()
+        # Next to the control socket: the sysctls' old values, for a run after a SIGKILL.
+        restored = self.netconf.keep_journal(control.with_name(control.name + ".sysctl"))
+        if restored:
+            log.info("restored %s, left by an earlier run that did not stop",
+                     ", ".join(restored))
         self.tun = TunDevice(o.tun, self.netconf, mtu=o.mtu)
         self._configure_kernel()
         self._open_sockets()
