@@ -101,6 +101,21 @@ def test_the_path_mtu_ages_out() -> None:
     assert e.sad.lookup_outbound("esp", reqid=1).path_mtu == 0
 
 
+def test_a_rekeyed_sa_starts_from_its_predecessors_path_mtu() -> None:
+    e = engine()
+    learnt(e, 1300, now=50.0)
+    old = e.sad.lookup_outbound("esp", reqid=1)
+    rekeyed = xfrm.parse(tunnel().replace("0x5001", "0x5002")).states[0]
+    e.sad.add(rekeyed)
+    assert e.sad.lookup_outbound("esp", reqid=1) is rekeyed
+    assert (rekeyed.path_mtu, rekeyed.path_mtu_at) == (1300, old.path_mtu_at)
+    out = e.outbound(ping(1400), 60.0)
+    assert out.action == "too_big" and out.sa is rekeyed
+    other = xfrm.parse(tunnel().replace("0x5001", "0x5003").replace("reqid 1", "reqid 2"))
+    e.sad.add(other.states[0])
+    assert other.states[0].path_mtu == 0  # another tunnel's path is not this one's
+
+
 def test_the_path_mtu_only_shrinks() -> None:
     e = engine()
     wire = learnt(e, 1300)

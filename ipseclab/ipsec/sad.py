@@ -23,6 +23,12 @@ class SAD:
         self._outbound_cache: dict[tuple, SecurityAssociation | None] = {}
 
     def add(self, sa: SecurityAssociation) -> None:
+        if sa.reqid and not sa.path_mtu:
+            # RFC 4301 §8.2.1 keeps a path MTU per SA. A rekeyed SA takes the same path, so
+            # it starts from its predecessor's (and its age) rather than lose a packet to it.
+            old = self._find_outbound(sa.protocol, sa.reqid, sa.src, sa.dst)
+            if old is not None and old.path_mtu:
+                sa.path_mtu, sa.path_mtu_at = old.path_mtu, old.path_mtu_at
         self._by_spi.setdefault((sa.protocol, sa.spi), []).append(sa)
         self._all.append(sa)
         self._outbound_cache.clear()
