@@ -1,7 +1,8 @@
 """Path MTU discovery through the tunnel in a lab (RFC 4301 §8.2; the unit tests are in
 tests/test_pmtu.py): h1 - gw1 - mallory - gw2 - h2, manual SAs, and mallory's link toward gw2
 cut to 1300 octets. mallory sends gw1 "fragmentation needed" for the outer ESP packets with
-DF set; gw1 records the SA's path MTU and tells h1 what is left inside the tunnel.
+DF set; gw1 records the SA's path MTU and tells h1 what is left inside the tunnel. The same
+with ESP in UDP 4500 (RFC 3948), where the quote holds a UDP header before the SPI.
 
 Before: DF pings bigger than the middle link vanished without an error and TCP stalled
 (the outer ESP packets, DF copied from the inner ones, were dropped by mallory).
@@ -23,16 +24,26 @@ pytestmark = [pytest.mark.root,
 
 CONFIGS = TOPOLOGY_DIR / "configs" / "on-path-attacker"
 MIDDLE_MTU = 1300
-# 1300 - 20 (outer IPv4) - 8 (SPI, sequence) - 8 (IV) - 16 (ICV) - 2 (trailer), aes128gcm16
-INNER_MTU = 1246
+# 1300 - 20 (outer IPv4) - 8 (SPI, sequence) - 8 (IV) - 16 (ICV) - 2 (trailer), aes128gcm16;
+# ESP in UDP (RFC 3948) 8 less for the UDP header.
+INNER_MTU = {False: 1246, True: 1238}
 
 
-def measure(workdir: Path) -> dict:
+def measure(workdir: Path, udp: bool = False) -> dict:
     """The pings and the TCP run of the module docstring; what each printed or moved."""
     from ipseclab.lab.api import Lab
 
-    gateways = {gw: GatewaySpec("ipseclab", (CONFIGS / f"{gw}.xfrm",), {})
-                for gw in ("gw1", "gw2")}
+    configs = {}
+    for gw in ("gw1", "gw2"):
+        configs[gw] = CONFIGS / f"{gw}.xfrm"
+        if udp:  # the same SAs, ESP in UDP 4500 both ways
+            text = configs[gw].read_text().replace(
+                "mode tunnel \\\n", "mode tunnel encap espinudp 4500 4500 0.0.0.0 \\\n")
+            assert text.count("espinudp") == 2
+            configs[gw] = workdir.parent / f"{gw}-udp.xfrm"
+            configs[gw].write_text(text)
+    gateways = {gw: GatewaySpec("ipseclab", (configs[gw],), {}) for gw in ("gw1", "gw2")}
+    inner_mtu = INNER_MTU[udp]
     with Lab("on-path-attacker", workdir, gateways) as lab:
         # Both ends of a veth pair: a veth also drops what it receives beyond its MTU.
         lab.cmd("mallory", f"ip link set dev eth1 mtu {MIDDLE_MTU}")
@@ -41,7 +52,7 @@ def measure(workdir: Path) -> dict:
         ping = "ping -n -c 3 -i 0.3 -W 1"
         results = {
             "df": lab.cmd("h1", f"{ping} -M do -s 1372 10.2.0.10"),
-            "df_fits": lab.cmd("h1", f"{ping} -M do -s {INNER_MTU - 28} 10.2.0.10"),
+            "df_fits": lab.cmd("h1", f"{ping} -M do -s {inner_mtu - 28} 10.2.0.10"),
             "dont": lab.cmd("h1", f"{ping} -M dont -s 1400 10.2.0.10"),
         }
         try:
@@ -62,10 +73,11 @@ def received(out: str) -> int:
     return int(m[1]) if m else 0
 
 
-def test_df_traffic_learns_the_path_mtu_and_tcp_flows(tmp_path: Path) -> None:
-    r = measure(tmp_path / "lab")
+@pytest.mark.parametrize("udp", [False, True], ids=["esp", "esp-in-udp"])
+def test_df_traffic_learns_the_path_mtu_and_tcp_flows(tmp_path: Path, udp: bool) -> None:
+    r = measure(tmp_path / "lab", udp)
     # The first 1400-octet DF ping is lost in the middle; the next get the tunnel's MTU.
-    assert f"Frag needed and DF set (mtu = {INNER_MTU})" in r["df"], r["df"]
+    assert f"Frag needed and DF set (mtu = {INNER_MTU[udp]})" in r["df"], r["df"]
     assert "From 10.1.0.1 " in r["df"], r["df"]
     assert received(r["df_fits"]) == 3, r["df_fits"]
     assert received(r["dont"]) == 3, r["dont"]
