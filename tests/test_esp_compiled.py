@@ -278,3 +278,23 @@ def test_python_paths_pass_their_tests_without_the_compiled_path() -> None:
         env={**os.environ, "IPSECLAB_PURE_PYTHON": "1"})
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout
+
+
+@needs_compiled
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=120), st.integers(-8, 8), st.integers(0, 70))
+def test_random_esp_in_a_plausible_ipv4_header_gets_the_python_verdict(
+        body: bytes, skew: int, seq: int) -> None:
+    """Outer headers the C code takes (IPv4 without options, protocol 50), any total length
+    near the real one, any ESP bytes after them: never an exception, never another verdict."""
+    esp_bytes = (0x1000).to_bytes(4, "big") + seq.to_bytes(4, "big") + body
+    header = ip.OuterHeader(ip.as_address("192.0.2.1"), ip.as_address("192.0.2.2"),
+                            ip.PROTO_ESP).build(max(len(esp_bytes) + skew, 0))
+    packet = header + esp_bytes
+    with fastpath.pure_python():
+        reference = _sa()
+    ours = _sa()
+    for _ in range(2):  # the second time, a replay if the first was accepted
+        a, b = esp.decapsulate(ours, packet), esp.decapsulate(reference, packet)
+        assert (a.status, a.spi, a.seq, a.detail) == (b.status, b.spi, b.seq, b.detail)
+    assert ours.counters == reference.counters
