@@ -36,7 +36,9 @@ echo "$(pwd)/$VENV/debian-mininet" > "$site/debian-mininet.pth"
 
 # Reinstall when the build changes, the C source of ESP's fast path included.
 want="$(cat pyproject.toml setup.py ipseclab/ipsec/_espfast.c | sha256sum | cut -c1-16)-$EXTRAS"
-if [ ! -f $STAMP ] || [ "$(cat $STAMP)" != "$want" ]; then
+# Also when ESP's compiled fast path is missing and a compiler is there now.
+if [ ! -f $STAMP ] || [ "$(cat $STAMP)" != "$want" ] || { command -v gcc >/dev/null \
+     && ! $VENV/bin/python -c 'import ipseclab.ipsec._espfast' 2>/dev/null; }; then
   echo "setup: installing ipseclab[$EXTRAS] into $VENV" >&2
   $VENV/bin/pip install -q --upgrade pip >/dev/null
   $VENV/bin/pip install -q -e ".[$EXTRAS]"

@@ -33,7 +33,7 @@ def test_unknown_scenario_is_one_line(capsys) -> None:
 def test_doctor_reports_every_tool(capsys) -> None:
     main(["doctor"])
     out = capsys.readouterr().out
-    for tool in ("tshark", "iperf3", "mininet", "tun"):
+    for tool in ("tshark", "iperf3", "mininet", "tun", "esp compiled fast path"):
         assert tool in out.lower()
 
 

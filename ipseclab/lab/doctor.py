@@ -64,4 +64,9 @@ def doctor() -> list[Check]:
     checks.append(Check("strongSwan cmac plugin", bool(cmac),
                         cmac[0] if cmac else "not found (aescmac, prfaescmac for strongSwan)",
                         _apt("libstrongswan-extra-plugins")))
+    from ipseclab.ipsec import fastpath
+
+    built = fastpath.available() or "IPSECLAB_PURE_PYTHON" in fastpath.status()
+    checks.append(Check("ESP compiled fast path", built, fastpath.status(),
+                        _apt("gcc libc6-dev libssl-dev python3-dev") + "; then scripts/setup.sh"))
     return checks
