@@ -62,7 +62,7 @@ from ipseclab.drivers.gateway_sockets import pktinfo_dst as _pktinfo_dst
 from ipseclab.drivers.gateway_sockets import traffic_class as _traffic_class
 from ipseclab.drivers.netconf import NetConf
 from ipseclab.drivers.tun import TunDevice
-from ipseclab.ipsec import ip
+from ipseclab.ipsec import fastpath, ip
 from ipseclab.ipsec.engine import IpsecEngine
 from ipseclab.ipsec.sa import SecurityAssociation
 from ipseclab.ipsec.udpencap import Udp4500Kind, classify
@@ -161,9 +161,9 @@ class Gateway(GatewayRoutes, GatewaySockets, GatewayPmtu, GatewaySad, GatewayCom
         loop.add_reader(self.tun.fd, self._on_tun)
         if self.extension is not None:
             self.extension.start(self)
-        log.info("up: TUN %s (MTU %d), %d SAs, %d policies, mark 0x%x, table %d",
+        log.info("up: TUN %s (MTU %d), %d SAs, %d policies, mark 0x%x, table %d; ESP path %s",
                  self.tun.name, o.mtu, len(self.engine.sad), len(self.engine.spd), o.mark,
-                 o.table)
+                 o.table, fastpath.status())
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
