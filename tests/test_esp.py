@@ -192,7 +192,7 @@ def test_tampering_is_detected_before_decryption() -> None:
 
 
 def test_without_integrity_a_bit_flip_goes_unnoticed() -> None:
-    """Why ESP without integrity needs the insecure flag (RFC 4303 §3.2)."""
+    """Why ESP without integrity needs the insecure flag (RFC 4303 §1)."""
     with pytest.raises(Exception, match="bit-flipping"):
         sa_pair("aes128", None)
     out, inb = sa_pair("aes128", None, mode="tunnel", insecure=True)

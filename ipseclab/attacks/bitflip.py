@@ -4,7 +4,7 @@ CBC decrypts the first block as P1 = D(C1) XOR IV (RFC 3602 §2), and the IV tra
 clear: XORing a bit into the IV flips the same bit of P1 and nothing else. In tunnel mode P1
 is the first 16 bytes of the inner IPv4 header: TTL, protocol, checksum and source address
 (the destination, bytes 16-19, lies in the second block, out of the IV's reach). Without an
-ICV (RFC 4303 §3.2 warns against "encryption-only" ESP) the gateway decrypts the forgery and
+ICV (RFC 4303 §1 warns against "encryption-only" ESP) the gateway decrypts the forgery and
 forwards it. This is the attack family of Bellovin ("Problem Areas for the IP Security
 Protocols", 1996), made practical by Paterson and Yau ("Cryptography in Theory and Practice:
 The Case of Encryption in IPsec", Eurocrypt 2006) and Degabriele and Paterson ("Attacking

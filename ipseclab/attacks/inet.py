@@ -69,7 +69,7 @@ def flip_iv(iv: bytes, known: bytes, wanted: bytes) -> bytes:
 
     CBC decrypts the first block as P1 = D(C1) XOR IV (RFC 3602 §2), so XORing the IV with
     ``known XOR wanted`` changes exactly those bits of P1, and nothing else: without an ICV
-    the receiver cannot tell (RFC 4303 §3.2; Bellovin 1996).
+    the receiver cannot tell (RFC 4303 §1; Bellovin 1996).
     """
     if not len(iv) == len(known) == len(wanted):
         raise ValueError("IV, known and wanted blocks must have the same length")

@@ -112,7 +112,7 @@ class SecurityAssociation:
                     and not self.insecure):
                 raise ConfigError(
                     f"ESP with {self.encryption.keyword} and no integrity is open to"
-                    " bit-flipping attacks (RFC 4303 §3.2); set insecure to allow it in a lab")
+                    " bit-flipping attacks (RFC 4303 §1); set insecure to allow it in a lab")
         self.cipher = self.encryption.new(self.encryption_key) if self.encryption else None
         self.mac = self.integrity.new(self.integrity_key) if self.integrity else None
         self.icv_size = (self.encryption.icv_size if self.encryption and self.encryption.aead

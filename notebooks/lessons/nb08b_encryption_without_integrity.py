@@ -14,7 +14,7 @@ CELLS = [
     **Learning goals.** After this lesson you can
 
     * explain why AES-CBC without an ICV lets anyone who flips bits of the IV flip the same
-      bits of the first plaintext block (RFC 3602 §2), and why RFC 4303 §3.2 warns against
+      bits of the first plaintext block (RFC 3602 §2), and why RFC 4303 §1 warns against
       "encryption-only" ESP;
     * compute the IV flips that rewrite an inner IPv4 header while its checksum stays valid
       (RFC 1624 arithmetic), without knowing the key or the checksum;
