@@ -142,14 +142,24 @@ CELLS = [
     `esp.encapsulate` does all of the above for a whole packet. We give it a fresh copy of
     the SA (it advances the SA's sequence number) and compare byte for byte. Because the GCM
     IV comes from the sequence number, the two packets must be identical.
+
+    Reading `ipseclab/ipsec/esp.py` alongside? Each function opens with a shortcut for the
+    common case: the same steps in C (`ipseclab/ipsec/_espfast.c`, for speed) or fused in
+    Python, then the general path, which is the one written to be read. `fastpath.status()`
+    says whether the C code is in use; SAs built inside `with fastpath.pure_python():` never
+    use it, so a debugger steps through the Python. Both give the same bytes.
     """),
     code("""
-    from ipseclab.ipsec import esp
+    from ipseclab.ipsec import esp, fastpath
 
     sender = xfrm.parse(XFRM).states[0]
     wire = esp.encapsulate(sender, inner)
     print("identical:", wire == by_hand)
     assert wire == by_hand
+    print("ESP path:", fastpath.status())
+    with fastpath.pure_python():
+        python_only = xfrm.parse(XFRM).states[0]
+    assert esp.encapsulate(python_only, inner) == by_hand
     """),
     md("""
     ## What Scapy sees
