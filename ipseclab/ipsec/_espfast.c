@@ -266,7 +266,10 @@ static int Aead_init(Aead *self, PyObject *args, PyObject *kw) {
     }
     PyBuffer_Release(&key);
     PyBuffer_Release(&salt);
-    if (!ok) {
+    if (!ok) {  /* never half keyed: the methods refuse an Aead without contexts */
+        EVP_CIPHER_CTX_free(self->enc);
+        EVP_CIPHER_CTX_free(self->dec);
+        self->enc = self->dec = NULL;
         PyErr_Format(PyExc_ValueError, "no compiled AEAD for %s with these sizes", name);
         return -1;
     }
@@ -288,6 +291,13 @@ static int Aead_init(Aead *self, PyObject *args, PyObject *kw) {
         self->has_outer4 = 1;
     }
     return 0;
+}
+
+/* Aead.__new__ without __init__ (or a failed __init__) leaves no EVP contexts. */
+static int unkeyed(Aead *self) {
+    if (self->enc && self->dec) return 0;
+    PyErr_SetString(PyExc_RuntimeError, "this Aead has no key: Aead.__init__ did not succeed");
+    return 1;
 }
 
 /* Decrypt and verify; out receives ctlen octets. 1 if the ICV verified. */
@@ -378,11 +388,13 @@ static Py_ssize_t tunnel_inner(const unsigned char *o, Py_ssize_t end, int next_
     return -1;
 }
 
-/* The shared receive steps for an ESP datagram at p (SPI first) of dlen octets.
- * Returns NULL with an exception, Py_None (new ref) for "not decided here", an Unprotected,
- * or a tuple (spi, seq, plaintext) once the ICV verified but the trailer needs Python. */
+/* The shared receive steps for an ESP datagram at p (SPI first) of dlen octets; the SPI
+ * reported is the packet's, as in esp.unprotect's general path. Returns NULL with an
+ * exception, Py_None (new ref) for "not decided here", an Unprotected, or a tuple
+ * (spi, seq, plaintext) once the ICV verified but the trailer needs Python. */
 static PyObject *receive(Aead *self, PyObject *sa, const unsigned char *p, Py_ssize_t dlen,
-                         int tunnel, int use_sa_spi) {
+                         int tunnel) {
+    if (unkeyed(self)) return NULL;
     if (dlen < 16 + self->icv + 2 || dlen - 16 - self->icv > INT_MAX) Py_RETURN_NONE;
     PyObject *wobj = sa_window(sa);
     if (!wobj) {
@@ -390,7 +402,7 @@ static PyObject *receive(Aead *self, PyObject *sa, const unsigned char *p, Py_ss
         Py_RETURN_NONE;
     }
     Window *w = (Window *)wobj;
-    uint32_t spi = be32(use_sa_spi ? self->spi : p), seq = be32(p + 4);
+    uint32_t spi = be32(p), seq = be32(p + 4);
     if (window_verdict(w, seq) != 0) { Py_DECREF(wobj); Py_RETURN_NONE; }
     PyObject *counters = PyObject_GetAttr(sa, s_counters);
     if (!counters) { Py_DECREF(wobj); return NULL; }
@@ -401,7 +413,7 @@ static PyObject *receive(Aead *self, PyObject *sa, const unsigned char *p, Py_ss
     unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
     if (!aead_open(self, p + 8, p, p + 16, (int)ctlen, p + dlen - self->icv, o)) {
         Py_DECREF(out);
-        r = auth_failed(sa, counters, be32(p), seq);
+        r = auth_failed(sa, counters, spi, seq);
         goto done;
     }
     window_update(w, seq);
@@ -446,7 +458,7 @@ static PyObject *Aead_decapsulate(Aead *self, PyObject *const *args, Py_ssize_t 
     if (n < 20 || p[0] != 0x45 || p[9] != 50) Py_RETURN_NONE;
     Py_ssize_t total = (p[2] << 8) | p[3];
     if (total < 20 || total > n) Py_RETURN_NONE;
-    return receive(self, args[0], p + 20, total - 20, 1, 0);
+    return receive(self, args[0], p + 20, total - 20, 1);
 }
 
 /* unprotect(sa, datagram): an ESP datagram from the SPI to the ICV (esp.unprotect). */
@@ -457,7 +469,7 @@ static PyObject *Aead_unprotect(Aead *self, PyObject *const *args, Py_ssize_t na
     }
     if (!PyBytes_Check(args[1])) Py_RETURN_NONE;
     return receive(self, args[0], (const unsigned char *)PyBytes_AS_STRING(args[1]),
-                   PyBytes_GET_SIZE(args[1]), 0, 1);
+                   PyBytes_GET_SIZE(args[1]), 0);
 }
 
 /* Write header, IV (= sequence number, RFC 4106 §3.1), payload and trailer at d, then seal.
@@ -503,6 +515,7 @@ static PyObject *Aead_protect(Aead *self, PyObject *const *args, Py_ssize_t narg
         PyErr_SetString(PyExc_TypeError, "protect(seq, next_header, payload)");
         return NULL;
     }
+    if (unkeyed(self)) return NULL;
     if (seq_arg(args[0], &seq) < 0) return NULL;
     long nh = PyLong_AsLong(args[1]);
     if (nh == -1 && PyErr_Occurred()) return NULL;
@@ -535,6 +548,7 @@ static PyObject *Aead_encapsulate4(Aead *self, PyObject *const *args, Py_ssize_t
         PyErr_SetString(PyExc_TypeError, "encapsulate4(seq, ident, packet: bytes)");
         return NULL;
     }  /* esp.encapsulate converts other buffers first */
+    if (unkeyed(self)) return NULL;
     if (!self->has_outer4) {
         PyErr_SetString(PyExc_ValueError, "this SA has no IPv4 outer header");
         return NULL;
@@ -590,15 +604,22 @@ static PyTypeObject AeadType = {
 static PyObject *setup(PyObject *mod, PyObject *args) {
     PyObject *check, *verdict, *unprotected, *status;
     if (!PyArg_ParseTuple(args, "OOOO", &check, &verdict, &unprotected, &status)) return NULL;
+    /* All or nothing: a NULL among these would be passed on as an argument and crash. */
+    PyObject *got[5] = {NULL};
+    const char *names[5] = {"OK", "REPLAY", "TOO_OLD", "OK", "AUTH_FAILED"};
+    for (int i = 0; i < 5; i++) {
+        if (!(got[i] = PyObject_GetAttrString(i < 3 ? verdict : status, names[i]))) {
+            while (i--) Py_DECREF(got[i]);
+            return NULL;
+        }
+    }
     Py_XSETREF(ReplayCheckType, Py_NewRef(check));
     Py_XSETREF(UnprotectedType, Py_NewRef(unprotected));
-    Py_XSETREF(VerdictOk, PyObject_GetAttrString(verdict, "OK"));
-    Py_XSETREF(VerdictReplay, PyObject_GetAttrString(verdict, "REPLAY"));
-    Py_XSETREF(VerdictTooOld, PyObject_GetAttrString(verdict, "TOO_OLD"));
-    Py_XSETREF(StatusOk, PyObject_GetAttrString(status, "OK"));
-    Py_XSETREF(StatusAuthFailed, PyObject_GetAttrString(status, "AUTH_FAILED"));
-    if (!VerdictOk || !VerdictReplay || !VerdictTooOld || !StatusOk || !StatusAuthFailed)
-        return NULL;
+    Py_XSETREF(VerdictOk, got[0]);
+    Py_XSETREF(VerdictReplay, got[1]);
+    Py_XSETREF(VerdictTooOld, got[2]);
+    Py_XSETREF(StatusOk, got[3]);
+    Py_XSETREF(StatusAuthFailed, got[4]);
     Py_RETURN_NONE;
 }
 

@@ -118,7 +118,7 @@ def unprotect(sa: SecurityAssociation, datagram: bytes) -> Unprotected:
                 return Unprotected(Status.AUTH_FAILED, int.from_bytes(datagram[:4], "big"), seq,
                                    sa=sa, detail="ICV mismatch")
             sa.replay.update(seq)
-            return _trailer(sa, plaintext, sa.spi, seq)
+            return _trailer(sa, plaintext, int.from_bytes(datagram[:4], "big"), seq)
     enc = sa.encryption
     iv_size = enc.iv_size
     if len(datagram) < 8 + iv_size + sa.icv_size + 2:
@@ -201,14 +201,16 @@ def encapsulate(sa: SecurityAssociation, packet: bytes) -> bytes:
         # What protect() and outer_packet() do, fused for the gateway's common case: an
         # IPv4 packet into an AEAD tunnel SA without ESN over IPv4 (RFC 4303 §3.1.2,
         # RFC 4106 §3.1: IV = sequence number).
+        length = len(packet)
+        pad = (2 - length) & 3
+        total = 38 + length + pad + sa.icv_size
+        if total > 0xFFFF:
+            _too_long(sa, total)
         seq = sa.seq + 1
         if seq > 0xFFFFFFFF:
             raise SequenceOverflow(f"{sa.name}: sequence number space exhausted; rekey the SA")
         sa.seq = seq
         base, ttl_proto, addresses = outer4
-        length = len(packet)
-        pad = (2 - length) & 3
-        total = 38 + length + pad + sa.icv_size
         tos = packet[1]
         df = (packet[6] & 0x40) << 8  # RFC 4301 §8.1: copy DF from the inner header
         ident = sa.ident = sa.ident % 0xFFFF + 1  # as next_ident(), without the call
@@ -228,6 +230,9 @@ def encapsulate(sa: SecurityAssociation, packet: bytes) -> bytes:
         return outer_packet(sa, datagram, tos=ip.traffic_class(packet), df=df)
     hdr = _transport_header(packet)
     datagram = protect(sa, hdr.next_header, packet[hdr.header_length : hdr.total_length])
+    length = len(datagram) + (8 if sa.encap is not None else 0)
+    if length + (hdr.header_length if hdr.version == 4 else hdr.header_length - 40) > 0xFFFF:
+        _too_long(sa, length + hdr.header_length)
     if sa.encap is not None:
         return ip.with_payload(hdr, ip.PROTO_UDP,
                                udp_header(sa.encap.sport, sa.encap.dport, datagram, hdr.src,
@@ -235,9 +240,18 @@ def encapsulate(sa: SecurityAssociation, packet: bytes) -> bytes:
     return ip.with_payload(hdr, ip.PROTO_ESP, datagram)
 
 
+def _too_long(sa: SecurityAssociation, length: int) -> None:
+    raise ProtectError(f"{sa.name}: the protected packet would be {length} octets, more than"
+                       " the 65535 an IP packet can hold")
+
+
 def outer_packet(sa: SecurityAssociation, datagram: bytes, *, tos: int = 0,
                  df: bool = False) -> bytes:
     """Wrap an ESP datagram in the SA's outer IP header, in UDP when the SA says so."""
+    # IPv4 counts its header in the total length, IPv6 only the payload.
+    payload = len(datagram) + (8 if sa.encap is not None else 0)
+    if payload + (20 if sa.family == 4 else 0) > 0xFFFF:
+        _too_long(sa, payload + (20 if sa.family == 4 else 40))
     if sa.encap is not None:
         datagram = udp_header(sa.encap.sport, sa.encap.dport, datagram, sa.src,
                               sa.dst) + datagram
