@@ -50,6 +50,11 @@ _CIPHERS = {f"aes{bits}gcm{icv}": "aes-gcm" for bits in (128, 192, 256) for icv 
 _CIPHERS["chacha20poly1305"] = "chacha20-poly1305"
 
 
+def built() -> bool:
+    """True if the C module was built at install time (whether switched on or not)."""
+    return _espfast is not None
+
+
 def available() -> bool:
     """True if SAs built now take the compiled path where they can."""
     return _enabled

@@ -66,7 +66,6 @@ def doctor() -> list[Check]:
                         _apt("libstrongswan-extra-plugins")))
     from ipseclab.ipsec import fastpath
 
-    built = fastpath.available() or "IPSECLAB_PURE_PYTHON" in fastpath.status()
-    checks.append(Check("ESP compiled fast path", built, fastpath.status(),
+    checks.append(Check("ESP compiled fast path", fastpath.built(), fastpath.status(),
                         _apt("gcc libc6-dev libssl-dev python3-dev") + "; then scripts/setup.sh"))
     return checks
